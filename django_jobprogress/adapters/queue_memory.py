@@ -1,0 +1,71 @@
+"""In-process queue doubles for tests: run jobs now, or keep them until told.
+
+Use them in your own test settings to test your tasks without a cluster::
+
+    JOBPROGRESS = {"QUEUE_ADAPTER": "django_jobprogress.adapters.queue_memory.ImmediateQueue"}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from django_jobprogress.adapters.base import QueueAdapter
+
+if TYPE_CHECKING:
+    from django_jobprogress.models import JobRecord
+    from django_jobprogress.tasks import TaskOptions
+
+logger = logging.getLogger(__name__)
+
+
+def _run(job_id: str) -> None:
+    from django_jobprogress.execution import run_job
+
+    try:
+        run_job(job_id)
+    except Exception:
+        # The failure is on the record; like a real queue, the caller is not told.
+        logger.debug("job %s raised", job_id, exc_info=True)
+
+
+class ImmediateQueue(QueueAdapter):
+    """Runs each job in the calling process as soon as its row is committed."""
+
+    supports_retries = False
+
+    def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
+        _run(str(record.pk))
+        return ""
+
+
+class InMemoryQueue(QueueAdapter):
+    """Keeps job ids in a list until ``run_pending()``; for tests of pending jobs."""
+
+    supports_retries = True
+    queued: list[str] = []
+
+    def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
+        self.queued.append(str(record.pk))
+        return ""
+
+    def default_max_attempts(self) -> int:
+        return 1
+
+    @classmethod
+    def run_pending(cls) -> int:
+        """Run every queued delivery in order (including re-deliveries); return how many."""
+        from django_jobprogress.models import JobRecord
+
+        count = 0
+        while cls.queued:
+            job_id = cls.queued.pop(0)
+            _run(job_id)
+            count += 1
+            if JobRecord.objects.filter(pk=job_id, status=JobRecord.Status.PENDING).exists():
+                cls.queued.append(job_id)  # a failed attempt with attempts left
+        return count
+
+    @classmethod
+    def clear(cls) -> None:
+        cls.queued.clear()

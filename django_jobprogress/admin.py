@@ -1,0 +1,45 @@
+"""Admin for JobRecord: filters, search, and a cancel action guarded by a permission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from django_jobprogress.models import JobRecord
+
+
+@admin.register(JobRecord)
+class JobRecordAdmin(admin.ModelAdmin):
+    list_display = ("task_name", "status", "progress_percent", "stage", "owner", "created_at")
+    list_filter = ("status", "task_name", "queue")
+    search_fields = ("=id", "task_name", "key", "stage", "message", "error")
+    date_hierarchy = "created_at"
+    list_select_related = ("owner",)
+    actions = ["cancel_jobs"]
+    readonly_fields = [f.name for f in JobRecord._meta.fields]
+
+    @admin.display(description=_("progress"), ordering="progress")
+    def progress_percent(self, obj: JobRecord) -> str:
+        return f"{obj.progress:.0%}"
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: Any) -> bool:
+        return request.user.has_perm("django_jobprogress.cancel_jobrecord")
+
+    @admin.action(description=_("Cancel selected jobs"), permissions=["cancel"])
+    def cancel_jobs(self, request: Any, queryset: Any) -> None:
+        cancelled = sum(record.request_cancel(by=request.user) for record in queryset.unfinished())
+        self.message_user(
+            request,
+            ngettext("%d job cancelled or asked to stop.", "%d jobs cancelled or asked to stop.",
+                     cancelled) % cancelled,
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class JobProgressConfig(AppConfig):
+    name = "django_jobprogress"
+    verbose_name = _("Job progress")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django_jobprogress import checks  # noqa: F401  (registers the checks)
+        from django_jobprogress.adapters import get_queue_adapter
+        from django_jobprogress.exceptions import JobProgressConfigurationError
+
+        try:
+            adapter = get_queue_adapter()
+        except JobProgressConfigurationError:
+            return  # reported by check jobprogress.E005
+        adapter.ready()

@@ -1,0 +1,93 @@
+"""System checks for the JOBPROGRESS setting and the apps it needs (ids are stable)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.apps import apps
+from django.core import checks
+
+from django_jobprogress import conf
+
+
+@checks.register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    configured = conf.user_settings()
+    if not isinstance(configured, dict):
+        return [
+            checks.Error(
+                f"JOBPROGRESS must be a dict, got {type(configured).__name__}.",
+                id="jobprogress.E001",
+            )
+        ]
+    errors: list[checks.CheckMessage] = []
+    for name in sorted(set(configured) - set(conf.DEFAULTS)):
+        errors.append(
+            checks.Error(
+                f"JOBPROGRESS has an unknown key {name!r}.",
+                hint=f"Known keys: {', '.join(sorted(conf.DEFAULTS))}.",
+                id="jobprogress.E002",
+            )
+        )
+    for name, value in configured.items():
+        expected = conf.TYPES.get(name)
+        if expected is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, expected):
+            names = " or ".join(t.__name__ for t in expected)
+            errors.append(
+                checks.Error(
+                    f"JOBPROGRESS[{name!r}] must be {names}, got {value!r}.",
+                    id="jobprogress.E003",
+                )
+            )
+        elif isinstance(value, int | float) and (math.isnan(value) or value < 0):
+            errors.append(
+                checks.Error(
+                    f"JOBPROGRESS[{name!r}] must not be negative, got {value!r}.",
+                    id="jobprogress.E004",
+                )
+            )
+    if not errors:
+        errors.extend(_check_intervals())
+    return errors
+
+
+def _check_intervals() -> list[checks.CheckMessage]:
+    heartbeat, stall = conf.get("HEARTBEAT_INTERVAL"), conf.get("STALL_TIMEOUT")
+    if heartbeat <= 0 or heartbeat >= stall:
+        return [
+            checks.Error(
+                f'JOBPROGRESS["HEARTBEAT_INTERVAL"] ({heartbeat}) must be above 0 and below '
+                f'JOBPROGRESS["STALL_TIMEOUT"] ({stall}).',
+                hint="A few heartbeats should fit in the stall timeout, e.g. 10 and 60.",
+                id="jobprogress.E006",
+            )
+        ]
+    return []
+
+
+@checks.register()
+def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    return [
+        checks.Error(
+            f"{app!r} must be in INSTALLED_APPS to use django_jobprogress.",
+            hint=f"Add {app!r} to INSTALLED_APPS before 'django_jobprogress'.",
+            id=check_id,
+        )
+        for app, check_id in (("django_q", "jobprogress.E007"), ("channels", "jobprogress.E008"))
+        if not apps.is_installed(app)
+    ]
+
+
+@checks.register()
+def check_queue_adapter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django_jobprogress.adapters import get_queue_adapter
+    from django_jobprogress.exceptions import JobProgressConfigurationError
+
+    try:
+        adapter = get_queue_adapter()
+    except JobProgressConfigurationError as exc:
+        return [checks.Error(str(exc), id="jobprogress.E005")]
+    return adapter.check()

@@ -1,0 +1,58 @@
+"""The ``JOBPROGRESS`` setting: defaults in one place, read through a cached getter."""
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds between two persisted progress writes of one job (0 writes every change).
+    "THROTTLE": 0.1,
+    # A RUNNING job whose heartbeat is older than this many seconds is "worker lost".
+    "STALL_TIMEOUT": 60.0,
+    # Seconds between two heartbeats of a running job; must be well below STALL_TIMEOUT.
+    "HEARTBEAT_INTERVAL": 10.0,
+    # Dotted path of the queue adapter class that hands jobs to the worker.
+    "QUEUE_ADAPTER": "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue",
+    # Lifetime in seconds of ``record.access_token()`` tokens; None means no expiry.
+    "TOKEN_MAX_AGE": None,
+}
+
+# The types each key accepts, used by the system checks.
+TYPES: dict[str, tuple[type, ...]] = {
+    "THROTTLE": (int, float),
+    "STALL_TIMEOUT": (int, float),
+    "HEARTBEAT_INTERVAL": (int, float),
+    "QUEUE_ADAPTER": (str,),
+    "TOKEN_MAX_AGE": (int, float, type(None)),
+}
+
+
+def user_settings() -> Any:
+    """The raw ``JOBPROGRESS`` value as the project wrote it (may be of the wrong type)."""
+    return getattr(settings, "JOBPROGRESS", {})
+
+
+@cache
+def get_settings() -> dict[str, Any]:
+    """Defaults overlaid with the project's ``JOBPROGRESS`` dict."""
+    merged = dict(DEFAULTS)
+    configured = user_settings()
+    if isinstance(configured, dict):
+        merged.update({k: v for k, v in configured.items() if k in DEFAULTS})
+    return merged
+
+
+def get(name: str) -> Any:
+    return get_settings()[name]
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "JOBPROGRESS":
+        get_settings.cache_clear()
+        from django_jobprogress.adapters import get_queue_adapter
+
+        get_queue_adapter.cache_clear()

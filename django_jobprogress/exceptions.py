@@ -1,0 +1,26 @@
+"""Exceptions raised to task code and to callers."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class JobCancelled(Exception):
+    """Raised by ``checkpoint()`` when a cancel was requested; the job ends CANCELLED."""
+
+
+class JobNotRunning(Exception):
+    """Raised by a progress call once the job was closed from outside (stalled, timed out)."""
+
+
+class DuplicateJob(Exception):
+    """An unfinished job with the same task and key exists (``enqueue(on_conflict="raise")``)."""
+
+    def __init__(self, existing):
+        self.existing = existing
+        super().__init__(
+            f"job {existing.pk} for task {existing.task_name!r} with key {existing.key!r} "
+            f"is still {existing.status}"
+        )
+
+
+class JobProgressConfigurationError(ImproperlyConfigured):
+    """The JOBPROGRESS setting or an adapter is misconfigured."""

@@ -1,0 +1,60 @@
+"""The function the queue runs: claim -> run -> complete / fail / cancel."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from django_jobprogress import conf
+from django_jobprogress.exceptions import JobCancelled
+from django_jobprogress.models import JobRecord
+from django_jobprogress.progress import Progress
+from django_jobprogress.tasks import resolve_task
+from django_jobprogress.ticker import ticker
+
+logger = logging.getLogger(__name__)
+
+HOSTNAME = socket.gethostname()
+
+
+def run_job(job_id: str) -> Any:
+    """Run the job ``job_id`` once, keeping its record true whatever happens.
+
+    A delivery of a job that is finished, cancelled while pending, or already
+    running with a fresh heartbeat (a duplicate delivery) is dropped. An
+    exception, including django-q2's ``SystemExit``-based timeout, marks the
+    job failed (or pending for a retry) and is re-raised to the queue.
+    """
+    record = JobRecord.objects.filter(pk=job_id).first()
+    if record is None:
+        logger.warning("job %s does not exist; delivery dropped", job_id)
+        return None
+    if not record.claim(host=HOSTNAME, pid=os.getpid()):
+        logger.info("job %s is %s; delivery dropped", job_id, record.status)
+        return None
+    try:
+        task = resolve_task(record.task_name)
+        options = task.get_options()
+    except Exception as exc:
+        record.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    progress = Progress(
+        record,
+        throttle=options.effective_throttle(),
+        heartbeat_interval=conf.get("HEARTBEAT_INTERVAL"),
+    )
+    with ticker.watching(progress):
+        try:
+            result = task.perform(record, progress)
+        except JobCancelled:
+            progress.close_cancelled()
+            return None
+        except KeyboardInterrupt:
+            raise  # the worker is going down; the stall sweep closes the job
+        except BaseException as exc:
+            progress.close_failed(exc)
+            raise
+        progress.close_completed(result)
+    return result

@@ -1,0 +1,346 @@
+"""The progress handle a running task writes to (``self.progress`` / ``job.progress``).
+
+Calls change in-memory state; writes are coalesced to at most one per
+``throttle`` seconds, except a change of stage or total and every terminal
+transition, which are written at once. The ticker makes the trailing write,
+so the last value is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from django_jobprogress.exceptions import JobCancelled, JobNotRunning
+
+if TYPE_CHECKING:
+    from django_jobprogress.models import JobRecord
+
+_monotonic = time.monotonic
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a float in [0, 1], or an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number between 0 and 1, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+    return value
+
+
+def check_count(name: str, value: Any) -> int:
+    """``value`` as a non-negative int, or an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return int(value)
+
+
+def check_json(name: str, value: Any) -> Any:
+    """``value`` unchanged if it is JSON-serialisable, else a TypeError naming it."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} is not JSON-serialisable: {value!r} ({exc})") from None
+    return value
+
+
+def check_text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def describe_error(error: BaseException | str) -> str:
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return str(error)
+
+
+class Progress:
+    """Reports a running job's progress, stage, message, fields and outcome."""
+
+    def __init__(
+        self,
+        record: JobRecord,
+        *,
+        throttle: float,
+        heartbeat_interval: float,
+    ) -> None:
+        self.record = record
+        self._throttle = throttle
+        self._heartbeat_interval = heartbeat_interval
+        self._progress_timeout = record.progress_timeout
+        self._lock = threading.Lock()
+        self._fraction = record.progress
+        self._current = record.current
+        self._total = record.total
+        self._counting = record.total is not None
+        self._stage = record.stage
+        self._message = record.message
+        self._fields = dict(record.fields)
+        self._dirty = False
+        now = _monotonic()
+        self._last_write = -math.inf
+        self._last_beat = now
+        self._last_report = now
+        self._last_check = -math.inf
+        self._closed: str | None = None
+        self.cancel_requested = record.cancel_requested_at is not None
+        self.writes = 0
+        # Errors are raised only in the thread running the task, never in the ticker.
+        self._owner_thread = threading.current_thread()
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]; derived from current/total once counting is used."""
+        if self._counting and self._total is not None:
+            if self._total == 0:
+                return 1.0
+            return min(max(self._current / self._total, 0.0), 1.0)
+        return self._fraction
+
+    @property
+    def current(self) -> int:
+        return self._current
+
+    @property
+    def total(self) -> int | None:
+        return self._total
+
+    @total.setter
+    def total(self, value: int) -> None:
+        self._raise_if_closed()
+        self._total = check_count("total", value)
+        self._counting = True
+        self._changed(force=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    # -- reporting -------------------------------------------------------------
+
+    def update(self, fraction: float) -> None:
+        """Set progress to ``fraction`` (0.5 is half done)."""
+        value = check_fraction("fraction", fraction)
+        self._raise_if_closed()
+        self._fraction = value
+        self._counting = False
+        self._changed()
+
+    def steps(self, completed: int, total: int, base: float = 0.0, max: float = 1.0) -> None:  # noqa: A002
+        """``completed`` of ``total`` steps done, mapped into [base, max] of the job."""
+        completed = check_count("completed", completed)
+        total = check_count("total", total)
+        base = check_fraction("base", base)
+        top = check_fraction("max", max)
+        if base > top:
+            raise ValueError(f"base ({base!r}) must not be greater than max ({top!r})")
+        if completed > total:
+            raise ValueError(f"completed ({completed!r}) must not exceed total ({total!r})")
+        self._raise_if_closed()
+        total_changed = total != self._total
+        span = 1.0 if total == 0 else completed / total
+        self._fraction = base + (top - base) * span
+        self._current, self._total, self._counting = completed, total, False
+        self._changed(force=total_changed)
+
+    def increment(self, n: int = 1) -> None:
+        """Count ``n`` more items done (of ``total``)."""
+        if type(n) is not int or n < 0:
+            n = check_count("n", n)
+        if self._closed is not None:
+            self._raise_if_closed()
+        self._current += n
+        self._counting = True
+        self._dirty = True
+        now = _monotonic()
+        self._last_report = now
+        if now - self._last_write >= self._throttle:
+            self.flush()
+
+    def decrement(self, n: int = 1) -> None:
+        """Count ``n`` items as not done after all."""
+        n = check_count("n", n)
+        self._raise_if_closed()
+        self._current -= n
+        self._counting = True
+        self._changed()
+
+    def stage(self, label: str) -> None:
+        """Name the phase the job is in; written at once."""
+        label = check_text("stage", label)[:255]
+        self._raise_if_closed()
+        changed = label != self._stage
+        self._stage = label
+        self._changed(force=changed)
+
+    def message(self, text: str) -> None:
+        """A human-readable line about what the job is doing now."""
+        self._message = check_text("message", text)
+        self._raise_if_closed()
+        self._changed()
+
+    def set(self, **fields: Any) -> None:
+        """Free-form JSON status fields, merged into ``record.fields``."""
+        for name, value in fields.items():
+            check_json(f"field {name!r}", value)
+        self._raise_if_closed()
+        self._fields.update(fields)
+        self._changed()
+
+    def finish(self) -> None:
+        """Mark all work done (progress 1.0, current = total) without ending the job."""
+        self._raise_if_closed()
+        if self._total is not None:
+            self._current = self._total
+        self._fraction = 1.0
+        self._changed(force=True)
+
+    def complete(self, result: Any = None) -> None:
+        """End the job COMPLETED with ``result`` (JSON) now."""
+        check_json("result", result)
+        self._close("completed", lambda values: self.record.complete(result, **values))
+
+    def fail(self, error: BaseException | str) -> None:
+        """End the job FAILED with ``error`` now."""
+        tb = ""
+        if isinstance(error, BaseException) and error.__traceback__ is not None:
+            tb = "".join(traceback.format_exception(error))
+        text = describe_error(error)
+        self._close("failed", lambda values: self.record.fail(text, tb, **values))
+
+    def checkpoint(self) -> None:
+        """Raise ``JobCancelled`` if a cancel was requested and the job may still be
+        cancelled (below its threshold). Reads the database at most once per throttle."""
+        self._raise_if_closed()
+        now = _monotonic()
+        if now - self._last_check >= self._throttle:
+            self._last_check = now
+            self._refresh_control()
+            self._raise_if_closed()
+        record = self.record
+        if self.cancel_requested and record.cancellable and self.fraction < record.cancel_threshold:
+            raise JobCancelled(f"job {record.pk} was cancelled")
+
+    # -- writing ---------------------------------------------------------------
+
+    def _changed(self, force: bool = False) -> None:
+        self._dirty = True
+        now = _monotonic()
+        self._last_report = now
+        if force or now - self._last_write >= self._throttle:
+            self.flush()
+
+    def _values(self) -> dict[str, Any]:
+        return {
+            "progress": self.fraction,
+            "current": self._current,
+            "total": self._total,
+            "stage": self._stage,
+            "message": self._message,
+            "fields": dict(self._fields),
+        }
+
+    def flush(self) -> None:
+        """Write pending changes now (the ticker calls this for the trailing write)."""
+        with self._lock:
+            if not self._dirty or self._closed is not None:
+                return
+            self._dirty = False
+            self._last_write = self._last_beat = _monotonic()
+            self.writes += 1
+            won = self.record.save_progress(self._values())
+        if not won:
+            self._refresh_control()
+            if threading.current_thread() is not self._owner_thread:
+                return
+            self._raise_if_closed()
+
+    def _refresh_control(self) -> None:
+        from django_jobprogress.models import JobRecord
+
+        row = (
+            JobRecord._base_manager.filter(pk=self.record.pk)
+            .values("status", "error", "cancel_requested_at")
+            .first()
+        )
+        if row is None:
+            self._closed = f"job {self.record.pk} no longer exists"
+        elif row["status"] != JobRecord.Status.RUNNING:
+            reason = f": {row['error']}" if row["error"] else ""
+            self._closed = f"job {self.record.pk} is {row['status']}{reason}"
+        else:
+            self.cancel_requested = row["cancel_requested_at"] is not None
+
+    def _raise_if_closed(self) -> None:
+        if self._closed is not None:
+            raise JobNotRunning(self._closed)
+
+    def _close(self, outcome: str, transition: Any) -> bool:
+        """Run a terminal transition with the final values; later calls raise."""
+        self._raise_if_closed()
+        with self._lock:
+            self._dirty = False
+            self.writes += 1
+            won = transition(self._values())
+            self._closed = f"job {self.record.pk} is {outcome}"
+        return won
+
+    # -- used by the run wrapper and the ticker ----------------------------------
+
+    def close_completed(self, result: Any) -> bool:
+        if self.closed:
+            return False
+        try:
+            check_json("return value", result)
+        except TypeError as exc:
+            self.close_failed(exc)
+            raise
+        return self._close("completed", lambda values: self.record.complete(result, **values))
+
+    def close_failed(self, exc: BaseException) -> bool:
+        if self.closed:
+            return False
+        text = describe_error(exc)
+        tb = "".join(traceback.format_exception(exc))
+        return self._close("failed", lambda values: self.record.fail_attempt(text, tb, **values))
+
+    def close_cancelled(self) -> bool:
+        if self.closed:
+            return False
+        return self._close("cancelled", lambda values: self.record.mark_cancelled(**values))
+
+    def tick_interval(self) -> float:
+        candidates = [self._heartbeat_interval]
+        if self._throttle > 0:
+            candidates.append(self._throttle)
+        if self._progress_timeout:
+            candidates.append(self._progress_timeout / 4)
+        return min(max(min(candidates), 0.02), 1.0)
+
+    def tick(self, now: float) -> None:
+        """Called by the ticker thread: progress timeout, trailing write, heartbeat."""
+        if self._closed is not None:
+            return
+        timeout = self._progress_timeout
+        if timeout and now - self._last_report >= timeout:
+            if self.record.fail_silent():
+                self._closed = f"job {self.record.pk} is failed: no progress after {timeout:g} s"
+            return
+        if self._dirty and now - self._last_write >= self._throttle:
+            self.flush()
+        elif now - self._last_beat >= self._heartbeat_interval:
+            self._last_beat = now
+            if not self.record.beat():
+                self._refresh_control()

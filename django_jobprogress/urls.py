@@ -1,0 +1,10 @@
+from django.urls import path
+
+from django_jobprogress import views
+
+app_name = "django_jobprogress"
+
+urlpatterns = [
+    path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+]
