@@ -39,7 +39,11 @@ class JobRecordAdmin(admin.ModelAdmin):
         cancelled = sum(record.request_cancel(by=request.user) for record in queryset.unfinished())
         self.message_user(
             request,
-            ngettext("%d job cancelled or asked to stop.", "%d jobs cancelled or asked to stop.",
-                     cancelled) % cancelled,
+            ngettext(
+                "%d job cancelled or asked to stop.",
+                "%d jobs cancelled or asked to stop.",
+                cancelled,
+            )
+            % cancelled,
             messages.SUCCESS if cancelled else messages.WARNING,
         )

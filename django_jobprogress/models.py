@@ -63,9 +63,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
             except IntegrityError:
                 if key is None:
                     raise
-                existing = (
-                    self.unfinished().filter(task_name=fields["task_name"], key=key).first()
-                )
+                existing = self.unfinished().filter(task_name=fields["task_name"], key=key).first()
                 if existing is None:  # the holder finished in between: try again
                     continue
                 if on_conflict == "raise":
@@ -127,7 +125,8 @@ class JobRecord(models.Model):
         on_delete=models.SET_NULL,
         related_name="jobprogress_jobs",
     )
-    key = models.CharField(_("key"), max_length=255, null=True, blank=True)
+    # NULL, not "": the partial unique constraint must ignore jobs without a key.
+    key = models.CharField(_("key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     queue = models.CharField(_("queue"), max_length=100, blank=True)
     queue_task_id = models.CharField(_("queue task id"), max_length=64, blank=True)
 
@@ -367,9 +366,7 @@ class JobRecord(models.Model):
             cancel_requested_by_id=by_id,
         ):
             return True
-        guard = Q(
-            status=self.Status.RUNNING, cancellable=True, progress__lt=F("cancel_threshold")
-        )
+        guard = Q(status=self.Status.RUNNING, cancellable=True, progress__lt=F("cancel_threshold"))
         won = self._update(
             guard,
             cancel_requested_at=Coalesce(F("cancel_requested_at"), now),

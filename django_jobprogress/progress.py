@@ -138,7 +138,7 @@ class Progress:
         self._counting = False
         self._changed()
 
-    def steps(self, completed: int, total: int, base: float = 0.0, max: float = 1.0) -> None:  # noqa: A002
+    def steps(self, completed: int, total: int, base: float = 0.0, max: float = 1.0) -> None:
         """``completed`` of ``total`` steps done, mapped into [base, max] of the job."""
         completed = check_count("completed", completed)
         total = check_count("total", total)

@@ -130,8 +130,9 @@ class JobProgressMixin(JobContext):
         **kwargs: Any,
     ) -> JobRecord:
         """Start the task in a worker; returns its PENDING ``JobRecord``."""
-        return enqueue(cls, args, kwargs, owner=owner, key=key, queue=queue,
-                       on_conflict=on_conflict)
+        return enqueue(
+            cls, args, kwargs, owner=owner, key=key, queue=queue, on_conflict=on_conflict
+        )
 
     @classmethod
     def perform(cls, record: JobRecord, progress: Progress) -> Any:
@@ -168,8 +169,9 @@ class ProgressTask:
         **kwargs: Any,
     ) -> JobRecord:
         """Start the task in a worker; returns its PENDING ``JobRecord``."""
-        return enqueue(self, args, kwargs, owner=owner, key=key, queue=queue,
-                       on_conflict=on_conflict)
+        return enqueue(
+            self, args, kwargs, owner=owner, key=key, queue=queue, on_conflict=on_conflict
+        )
 
     def perform(self, record: JobRecord, progress: Progress) -> Any:
         context = JobContext()

@@ -47,7 +47,9 @@ class Ticker:
         # A forked worker inherits the object but not the thread: start its own.
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="jobprogress-ticker", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="jobprogress-ticker", daemon=True
+            )
             self._thread.start()
 
     def _run(self) -> None:
@@ -66,8 +68,9 @@ class Ticker:
                 try:
                     handle.tick(now)
                 except Exception:
-                    logger.warning("progress ticker failed for job %s", handle.record.pk,
-                                   exc_info=True)
+                    logger.warning(
+                        "progress ticker failed for job %s", handle.record.pk, exc_info=True
+                    )
                     connections.close_all()
             used_db = True
 

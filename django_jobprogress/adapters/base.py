@@ -29,7 +29,7 @@ class QueueAdapter(ABC):
         """Attempts a task gets when it does not set ``max_attempts`` itself."""
         return 1
 
-    def ready(self) -> None:
+    def ready(self) -> None:  # noqa: B027  (an optional hook)
         """Wire signal receivers; called once from ``AppConfig.ready()``."""
 
     def check(self) -> list[CheckMessage]:

@@ -24,7 +24,7 @@ def _run(job_id: str) -> None:
 
     try:
         run_job(job_id)
-    except Exception:
+    except (Exception, SystemExit):
         # The failure is on the record; like a real queue, the caller is not told.
         logger.debug("job %s raised", job_id, exc_info=True)
 

@@ -1,0 +1,102 @@
+"""Test settings. ``JOBPROGRESS_TEST_DB=postgres`` runs the suite on PostgreSQL.
+
+A worker subprocess started by a test reuses these settings with
+``JOBPROGRESS_TEST_DB_NAME`` naming the test database it must use, and
+``JOBPROGRESS_TEST_BROKER=redis`` to take jobs from Redis instead of the ORM.
+"""
+
+import os
+import tempfile
+
+SECRET_KEY = "tests-not-secret"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.urls"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_q",
+    "channels",
+    "django_jobprogress",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DB_VENDOR = os.environ.get("JOBPROGRESS_TEST_DB", "sqlite")
+WORKER_DB_NAME = os.environ.get("JOBPROGRESS_TEST_DB_NAME")
+
+if DB_VENDOR == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": WORKER_DB_NAME or "jobprogress",
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+            "CONN_MAX_AGE": 60,
+            "TEST": {"NAME": "test_jobprogress"},
+        }
+    }
+else:
+    # A file, not :memory:, so a worker subprocess can open the same database.
+    _sqlite = os.path.join(tempfile.gettempdir(), f"jobprogress-tests-{os.getpid()}.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": WORKER_DB_NAME or _sqlite,
+            "OPTIONS": {"timeout": 30},
+            "TEST": {"NAME": _sqlite},
+        }
+    }
+
+REDIS_URL = os.environ.get("JOBPROGRESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+Q_CLUSTER = {
+    "name": "jobprogress-tests",
+    "workers": 2,
+    "timeout": 20,
+    "retry": 30,
+    "poll": 0.05,
+    "catch_up": False,
+    "recycle": 10000,
+}
+if os.environ.get("JOBPROGRESS_TEST_BROKER") == "redis":
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+_ADAPTERS = {
+    "immediate": "django_jobprogress.adapters.queue_memory.ImmediateQueue",
+    "django_q2": "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue",
+}
+JOBPROGRESS = {
+    "QUEUE_ADAPTER": _ADAPTERS[os.environ.get("JOBPROGRESS_TEST_ADAPTER", "immediate")],
+    "THROTTLE": 0,
+}

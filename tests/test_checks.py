@@ -1,0 +1,123 @@
+import pytest
+from django.core import checks
+from django.test import override_settings
+
+from django_jobprogress.checks import check_installed_apps, check_queue_adapter, check_settings
+
+Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
+
+
+def test_default_settings_pass():
+    assert check_settings() == []
+    assert check_installed_apps() == []
+
+
+@override_settings(JOBPROGRESS=["THROTTLE"])
+def test_setting_must_be_a_dict():
+    assert check_settings() == [
+        checks.Error("JOBPROGRESS must be a dict, got list.", id="jobprogress.E001")
+    ]
+
+
+@override_settings(JOBPROGRESS={"THROTLE": 1})
+def test_unknown_key_is_named():
+    assert check_settings() == [
+        checks.Error(
+            "JOBPROGRESS has an unknown key 'THROTLE'.",
+            hint="Known keys: HEARTBEAT_INTERVAL, QUEUE_ADAPTER, STALL_TIMEOUT, THROTTLE, "
+            "TOKEN_MAX_AGE.",
+            id="jobprogress.E002",
+        )
+    ]
+
+
+@override_settings(JOBPROGRESS={"THROTTLE": "fast", "STALL_TIMEOUT": -5})
+def test_wrong_type_and_negative_values_are_named():
+    assert check_settings() == [
+        checks.Error(
+            "JOBPROGRESS['THROTTLE'] must be int or float, got 'fast'.", id="jobprogress.E003"
+        ),
+        checks.Error(
+            "JOBPROGRESS['STALL_TIMEOUT'] must not be negative, got -5.", id="jobprogress.E004"
+        ),
+    ]
+
+
+@override_settings(JOBPROGRESS={"HEARTBEAT_INTERVAL": 60, "STALL_TIMEOUT": 30})
+def test_heartbeat_must_fit_in_the_stall_timeout():
+    assert check_settings() == [
+        checks.Error(
+            'JOBPROGRESS["HEARTBEAT_INTERVAL"] (60) must be above 0 and below '
+            'JOBPROGRESS["STALL_TIMEOUT"] (30).',
+            hint="A few heartbeats should fit in the stall timeout, e.g. 10 and 60.",
+            id="jobprogress.E006",
+        )
+    ]
+
+
+@override_settings(JOBPROGRESS={"QUEUE_ADAPTER": "no.such.Adapter"})
+def test_queue_adapter_that_cannot_be_imported():
+    [error] = check_queue_adapter()
+    assert error.id == "jobprogress.E005"
+    assert error.msg.startswith("JOBPROGRESS[\"QUEUE_ADAPTER\"] = 'no.such.Adapter' cannot be")
+
+
+@override_settings(JOBPROGRESS={"QUEUE_ADAPTER": "django_jobprogress.models.JobRecord"})
+def test_queue_adapter_of_the_wrong_kind():
+    assert check_queue_adapter() == [
+        checks.Error(
+            "JOBPROGRESS[\"QUEUE_ADAPTER\"] = 'django_jobprogress.models.JobRecord' is not a "
+            "QueueAdapter subclass",
+            id="jobprogress.E005",
+        )
+    ]
+
+
+def test_missing_apps_are_named():
+    with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
+        assert check_installed_apps() == [
+            checks.Error(
+                "'django_q' must be in INSTALLED_APPS to use django_jobprogress.",
+                hint="Add 'django_q' to INSTALLED_APPS before 'django_jobprogress'.",
+                id="jobprogress.E007",
+            ),
+            checks.Error(
+                "'channels' must be in INSTALLED_APPS to use django_jobprogress.",
+                hint="Add 'channels' to INSTALLED_APPS before 'django_jobprogress'.",
+                id="jobprogress.E008",
+            ),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("q_cluster", "expected"),
+    [
+        ({"timeout": 30, "retry": 60}, []),
+        (
+            {"timeout": 60, "retry": 60},
+            [
+                checks.Warning(
+                    'Q_CLUSTER["retry"] (60) is not larger than Q_CLUSTER["timeout"] (60): '
+                    "django-q2 re-presents a task still running after retry seconds.",
+                    hint='Set Q_CLUSTER["retry"] larger than Q_CLUSTER["timeout"].',
+                    id="jobprogress.W001",
+                )
+            ],
+        ),
+        (
+            {"retry": 90},
+            [
+                checks.Warning(
+                    'Q_CLUSTER["timeout"] is not set, so a task may run longer than '
+                    'Q_CLUSTER["retry"] (90 s) and be delivered twice.',
+                    hint='Set Q_CLUSTER["timeout"] below Q_CLUSTER["retry"].',
+                    id="jobprogress.W002",
+                )
+            ],
+        ),
+    ],
+)
+def test_django_q2_retry_must_exceed_timeout(settings, q_cluster, expected):
+    settings.JOBPROGRESS = {"QUEUE_ADAPTER": Q2}
+    settings.Q_CLUSTER = q_cluster
+    assert check_queue_adapter() == expected

@@ -1,0 +1,164 @@
+import datetime
+
+import pytest
+
+from django_jobprogress.exceptions import DuplicateJob, JobProgressConfigurationError
+from django_jobprogress.models import JobRecord
+from tests import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = JobRecord.Status
+
+
+def test_completed_job_keeps_result_and_full_progress():
+    record = jobs.ZipExport.enqueue(["a", "b", "c"])
+    record.refresh_from_db()
+    assert record.status == Status.COMPLETED
+    assert record.result == {"path": "/tmp/export.zip", "files": 3}
+    assert record.progress == 1.0
+    assert (record.current, record.total) == (3, 3)
+    assert record.stage == "zipping"
+    assert record.started_at <= record.finished_at
+
+
+def test_function_form_gets_the_job_first_and_stores_fields():
+    record = jobs.send_newsletter.enqueue(["a@x", "b@x"])
+    record.refresh_from_db()
+    assert record.task_name == "tests.jobs.send_newsletter"
+    assert record.queue == "mail"
+    assert record.status == Status.COMPLETED
+    assert record.result == {"sent": 2}
+    assert record.fields == {"step": "sending to b@x"}
+    assert (record.current, record.total) == (2, 2)
+
+
+def test_failure_keeps_message_and_traceback():
+    record = jobs.Explode.enqueue("disk full")
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    assert record.error == "ValueError: disk full"
+    assert "Traceback (most recent call last)" in record.traceback
+    assert "raise ValueError(message)" in record.traceback
+    assert record.progress == 0.25
+    assert record.finished_at is not None
+
+
+def test_timeout_raised_as_systemexit_marks_the_job_failed():
+    record = jobs.TimesOut.enqueue()
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    assert "exceeded maximum timeout" in record.error
+
+
+def test_result_that_is_not_json_fails_the_job():
+    record = jobs.ReturnsObject.enqueue()
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    assert "return value is not JSON-serialisable" in record.error
+
+
+def test_arguments_that_are_not_json_raise_and_write_nothing():
+    with pytest.raises(TypeError, match=r"argument 1 is not JSON-serialisable: datetime.date"):
+        jobs.add.enqueue(datetime.date(2026, 1, 1), 2)
+    with pytest.raises(TypeError, match=r"argument 'when' is not JSON-serialisable"):
+        jobs.ZipExport.enqueue(["a"], when={1, 2})
+    assert not JobRecord.objects.exists()
+
+
+def test_bad_enqueue_options_raise_and_write_nothing():
+    with pytest.raises(ValueError, match="on_conflict must be 'return' or 'raise', got 'skip'"):
+        jobs.add.enqueue(1, 2, on_conflict="skip")
+    with pytest.raises(ValueError, match="key must be a non-empty string"):
+        jobs.add.enqueue(1, 2, key=42)
+    assert not JobRecord.objects.exists()
+
+
+def test_task_not_at_module_level_is_refused():
+    from django_jobprogress import JobProgressMixin
+
+    class Local(JobProgressMixin):
+        def run(self):
+            return 1
+
+    with pytest.raises(JobProgressConfigurationError, match="define progress tasks at module"):
+        Local.enqueue()
+    assert not JobRecord.objects.exists()
+
+
+def test_bad_task_options_name_the_value():
+    from django_jobprogress import progress_task
+
+    with pytest.raises(ValueError, match=r"cancel_threshold must be between 0 and 1, got 1.5"):
+        progress_task(cancel_threshold=1.5)
+    with pytest.raises(TypeError, match="unknown options: retries"):
+        progress_task(retries=3)
+    with pytest.raises(ValueError, match="max_attempts must be an integer >= 1, got 0"):
+        progress_task(max_attempts=0)
+
+
+def test_owner_is_recorded_and_anonymous_means_none(make_user):
+    from django.contrib.auth.models import AnonymousUser
+
+    user = make_user()
+    assert jobs.add.enqueue(1, 2, owner=user).owner == user
+    assert jobs.add.enqueue(1, 2, owner=AnonymousUser()).owner is None
+
+
+def test_same_key_returns_the_unfinished_job(memory_queue):
+    first = jobs.ZipExport.enqueue(["a"], key="product-42")
+    second = jobs.ZipExport.enqueue(["b"], key="product-42")
+    assert second.pk == first.pk
+    assert JobRecord.objects.count() == 1
+    assert memory_queue.queued == [str(first.pk)]
+    with pytest.raises(DuplicateJob, match="with key 'product-42' is still pending"):
+        jobs.ZipExport.enqueue(["c"], key="product-42", on_conflict="raise")
+    other_task = jobs.add.enqueue(1, 2, key="product-42")
+    assert other_task.pk != first.pk
+
+
+def test_key_is_free_again_once_the_job_finished(memory_queue):
+    first = jobs.ZipExport.enqueue(["a"], key="k")
+    memory_queue.run_pending()
+    second = jobs.ZipExport.enqueue(["a"], key="k")
+    assert second.pk != first.pk
+    assert JobRecord.for_key(jobs.ZipExport, "k") == second
+    assert JobRecord.for_key("tests.jobs.ZipExport", "missing") is None
+
+
+def test_job_cancelled_while_pending_never_runs(memory_queue):
+    record = jobs.ZipExport.enqueue(["a"])
+    assert record.request_cancel() is True
+    memory_queue.run_pending()
+    record.refresh_from_db()
+    assert record.status == Status.CANCELLED
+    assert record.started_at is None and record.attempts == 0
+
+
+def test_retries_count_attempts_on_the_same_record(memory_queue):
+    record = jobs.Flaky.enqueue(succeed_on=2)
+    memory_queue.run_pending()
+    record.refresh_from_db()
+    assert record.status == Status.COMPLETED
+    assert record.attempts == 2
+    assert record.result == {"attempt": 2}
+    assert JobRecord.objects.count() == 1
+
+
+def test_retries_end_failed_after_max_attempts(memory_queue):
+    record = jobs.Flaky.enqueue(succeed_on=99)
+    assert memory_queue.run_pending() == 3
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    assert record.attempts == 3
+    assert record.error == "RuntimeError: attempt 3 failed"
+
+
+def test_a_second_delivery_of_a_finished_job_is_dropped(memory_queue):
+    from django_jobprogress.execution import run_job
+
+    record = jobs.add.enqueue(2, 3)
+    memory_queue.run_pending()
+    assert run_job(str(record.pk)) is None
+    record.refresh_from_db()
+    assert record.attempts == 1 and record.result == 5
