@@ -8,7 +8,7 @@ class JobProgressConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_jobprogress import checks  # noqa: F401  (registers the checks)
+        from django_jobprogress import checks, receivers  # noqa: F401  (registration)
         from django_jobprogress.adapters import get_queue_adapter
         from django_jobprogress.exceptions import JobProgressConfigurationError
 

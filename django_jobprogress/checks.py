@@ -42,10 +42,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="jobprogress.E003",
                 )
             )
-        elif isinstance(value, int | float) and (math.isnan(value) or value < 0):
+        elif isinstance(value, int | float) and (not math.isfinite(value) or value < 0):
             errors.append(
                 checks.Error(
-                    f"JOBPROGRESS[{name!r}] must not be negative, got {value!r}.",
+                    f"JOBPROGRESS[{name!r}] must be a finite, non-negative number, got {value!r}.",
                     id="jobprogress.E004",
                 )
             )

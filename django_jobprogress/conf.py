@@ -18,6 +18,14 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_ADAPTER": "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue",
     # Lifetime in seconds of ``record.access_token()`` tokens; None means no expiry.
     "TOKEN_MAX_AGE": None,
+    # Dotted path of the push adapter that broadcasts snapshots to watching sockets.
+    "PUSH_ADAPTER": "django_jobprogress.adapters.push_channels.ChannelsPush",
+    # Alias in CHANNEL_LAYERS used to push updates.
+    "CHANNEL_LAYER": "default",
+    # Longest a broadcast may take before it is dropped (the database stays the truth).
+    "PUSH_TIMEOUT": 1.0,
+    # Without a cross-process channel layer, sockets re-read their job this often.
+    "WATCH_INTERVAL": 0.25,
 }
 
 # The types each key accepts, used by the system checks.
@@ -27,6 +35,10 @@ TYPES: dict[str, tuple[type, ...]] = {
     "HEARTBEAT_INTERVAL": (int, float),
     "QUEUE_ADAPTER": (str,),
     "TOKEN_MAX_AGE": (int, float, type(None)),
+    "PUSH_ADAPTER": (str,),
+    "CHANNEL_LAYER": (str,),
+    "PUSH_TIMEOUT": (int, float),
+    "WATCH_INTERVAL": (int, float),
 }
 
 
@@ -53,6 +65,7 @@ def get(name: str) -> Any:
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == "JOBPROGRESS":
         get_settings.cache_clear()
-        from django_jobprogress.adapters import get_queue_adapter
+        from django_jobprogress.adapters import get_push_adapter, get_queue_adapter
 
         get_queue_adapter.cache_clear()
+        get_push_adapter.cache_clear()

@@ -43,7 +43,8 @@ def run_job(job_id: str) -> Any:
     progress = Progress(
         record,
         throttle=options.effective_throttle(),
-        heartbeat_interval=conf.get("HEARTBEAT_INTERVAL"),
+        # A few heartbeats must fit in the job's own stall timeout.
+        heartbeat_interval=min(conf.get("HEARTBEAT_INTERVAL"), record.stall_timeout / 3),
     )
     with ticker.watching(progress):
         try:

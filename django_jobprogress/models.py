@@ -243,6 +243,13 @@ class JobRecord(models.Model):
             guard,
             status=self.Status.RUNNING,
             attempts=F("attempts") + 1,
+            # A retry starts over: nothing the previous attempt reported carries on.
+            progress=0.0,
+            current=0,
+            total=None,
+            stage="",
+            message="",
+            fields={},
             started_at=now,
             heartbeat_at=now,
             progress_at=now,
@@ -296,7 +303,12 @@ class JobRecord(models.Model):
         """RUNNING -> COMPLETED with ``result``; progress becomes 1.0."""
         values["progress"] = 1.0
         return self._finish(
-            Q(status=self.Status.RUNNING), self.Status.COMPLETED, result=result, **values
+            Q(status=self.Status.RUNNING),
+            self.Status.COMPLETED,
+            result=result,
+            error="",  # an earlier attempt's error no longer describes the job
+            traceback="",
+            **values,
         )
 
     def fail(self, error: str, traceback: str = "", **values: Any) -> bool:
@@ -313,7 +325,7 @@ class JobRecord(models.Model):
         """An attempt raised: back to PENDING for the queue's retry while attempts
         remain, else FAILED. Returns whether this call changed the row."""
         if self.attempts < self.max_attempts:
-            return self._update(
+            retried = self._update(
                 Q(status=self.Status.RUNNING),
                 status=self.Status.PENDING,
                 error=error,
@@ -324,6 +336,9 @@ class JobRecord(models.Model):
                 progress_deadline=None,
                 **values,
             )
+            if retried:
+                self._send_on_commit(job_progress)
+            return retried
         return self._finish(
             Q(status=self.Status.RUNNING),
             self.Status.FAILED,
@@ -374,6 +389,18 @@ class JobRecord(models.Model):
         )
         if won:
             self.refresh_from_db(fields=["cancel_requested_at", "cancel_requested_by"])
+            self._send_on_commit(job_progress)
+        return won
+
+    def decline_cancel(self) -> bool:
+        """Withdraw a cancel request the job can no longer honour (it moved past its
+        threshold before reaching a checkpoint), so viewers stop expecting it."""
+        won = self._update(
+            Q(status=self.Status.RUNNING, cancel_requested_at__isnull=False),
+            cancel_requested_at=None,
+            cancel_requested_by=None,
+        )
+        if won:
             self._send_on_commit(job_progress)
         return won
 

@@ -172,6 +172,10 @@ class Progress:
     def decrement(self, n: int = 1) -> None:
         """Count ``n`` items as not done after all."""
         n = check_count("n", n)
+        if n > self._current:
+            raise ValueError(
+                f"decrement({n!r}) would make current negative (it is {self._current})"
+            )
         self._raise_if_closed()
         self._current -= n
         self._counting = True
@@ -229,9 +233,12 @@ class Progress:
             self._last_check = now
             self._refresh_control()
             self._raise_if_closed()
-        record = self.record
-        if self.cancel_requested and record.cancellable and self.fraction < record.cancel_threshold:
-            raise JobCancelled(f"job {record.pk} was cancelled")
+        if self.cancel_requested:
+            record = self.record
+            if record.cancellable and self.fraction < record.cancel_threshold:
+                raise JobCancelled(f"job {record.pk} was cancelled")
+            self.cancel_requested = False
+            record.decline_cancel()
 
     # -- writing ---------------------------------------------------------------
 

@@ -48,5 +48,18 @@ def job_snapshot(record: Any, now: datetime | None = None) -> dict[str, Any]:
         "created": _iso(record.created_at),
         "started": _iso(record.started_at),
         "finished": _iso(record.finished_at),
+        "updated": _iso(_updated(record)),
         "batch": None,
     }
+
+
+def _updated(record: Any) -> datetime | None:
+    """When the job last changed in a way a viewer sees; orders snapshots."""
+    moments = (
+        record.created_at,
+        record.started_at,
+        record.progress_at,
+        record.cancel_requested_at,
+        record.finished_at,
+    )
+    return max((m for m in moments if m is not None), default=None)

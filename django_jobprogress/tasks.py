@@ -25,18 +25,19 @@ from django_jobprogress.progress import Progress, check_fraction, check_json
 ON_CONFLICT_CHOICES = ("return", "raise")
 
 
-def _positive_seconds(name: str, value: Any, *, allow_none: bool = True) -> None:
-    if value is None and allow_none:
+def _seconds(name: str, value: Any) -> None:
+    if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
 
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """How a progress task runs; every value is checked when the task is defined."""
+    """How a progress task runs; every value is checked when the task is defined
+    (the decorator call, or the class statement of a ``JobProgressMixin`` subclass)."""
 
     queue: str | None = None
     cancellable: bool = True
@@ -53,8 +54,15 @@ class TaskOptions:
         if not isinstance(self.cancellable, bool):
             raise TypeError(f"cancellable must be True or False, got {self.cancellable!r}")
         check_fraction("cancel_threshold", self.cancel_threshold)
-        for name in ("throttle", "stall_timeout", "progress_timeout", "timeout"):
-            _positive_seconds(name, getattr(self, name))
+        for name in ("throttle", "stall_timeout", "progress_timeout"):
+            _seconds(name, getattr(self, name))
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool) or not isinstance(self.timeout, int) or self.timeout < 1
+        ):
+            # django-q2 arms signal.alarm(), which takes whole seconds.
+            raise ValueError(
+                f"timeout must be a whole number of seconds >= 1, got {self.timeout!r}"
+            )
         if self.max_attempts is not None and (
             isinstance(self.max_attempts, bool)
             or not isinstance(self.max_attempts, int)
@@ -107,6 +115,10 @@ class JobProgressMixin(JobContext):
     progress_timeout: float | None = None
     max_attempts: int | None = None
     timeout: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.get_options()  # a bad option fails at the class statement, naming the value
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
@@ -268,7 +280,7 @@ def enqueue(
 def _max_attempts(options: TaskOptions, adapter: Any) -> int:
     if not adapter.supports_retries:
         return 1
-    return options.max_attempts or adapter.default_max_attempts()
+    return adapter.cap_attempts(options.max_attempts or adapter.default_max_attempts())
 
 
 def _hand_off(adapter: Any, record: JobRecord, options: TaskOptions) -> None:

@@ -35,9 +35,13 @@ class Flaky(JobProgressMixin):
     max_attempts = 3
 
     def run(self, succeed_on):
-        if self.record.attempts < succeed_on:
-            raise RuntimeError(f"attempt {self.record.attempts} failed")
-        return {"attempt": self.record.attempts}
+        attempt = self.record.attempts
+        self.progress.stage(f"attempt {attempt}")
+        self.progress.total = 5
+        self.progress.increment(attempt)
+        if attempt < succeed_on:
+            raise RuntimeError(f"attempt {attempt} failed")
+        return {"attempt": attempt}
 
 
 class NotCancellable(JobProgressMixin):

@@ -10,8 +10,9 @@ CHANGELIST = "admin:django_jobprogress_jobrecord_changelist"
 
 @pytest.fixture
 def running_job():
-    record = JobRecord.objects.create(task_name="tests.jobs.add", stage="copying")
+    record = JobRecord.objects.create(task_name="tests.jobs.add")
     record.claim(host="h", pid=1)
+    record.save_progress({"stage": "copying"})
     return record
 
 

@@ -24,8 +24,8 @@ def test_unknown_key_is_named():
     assert check_settings() == [
         checks.Error(
             "JOBPROGRESS has an unknown key 'THROTLE'.",
-            hint="Known keys: HEARTBEAT_INTERVAL, QUEUE_ADAPTER, STALL_TIMEOUT, THROTTLE, "
-            "TOKEN_MAX_AGE.",
+            hint="Known keys: CHANNEL_LAYER, HEARTBEAT_INTERVAL, PUSH_ADAPTER, PUSH_TIMEOUT, "
+            "QUEUE_ADAPTER, STALL_TIMEOUT, THROTTLE, TOKEN_MAX_AGE, WATCH_INTERVAL.",
             id="jobprogress.E002",
         )
     ]
@@ -38,7 +38,8 @@ def test_wrong_type_and_negative_values_are_named():
             "JOBPROGRESS['THROTTLE'] must be int or float, got 'fast'.", id="jobprogress.E003"
         ),
         checks.Error(
-            "JOBPROGRESS['STALL_TIMEOUT'] must not be negative, got -5.", id="jobprogress.E004"
+            "JOBPROGRESS['STALL_TIMEOUT'] must be a finite, non-negative number, got -5.",
+            id="jobprogress.E004",
         ),
     ]
 

@@ -12,10 +12,12 @@ Status = JobRecord.Status
 
 @pytest.fixture
 def make_job():
-    def make(status=None, **fields):
+    def make(status=None, progress=None, **fields):
         record = JobRecord.objects.create(task_name="tests.jobs.add", **fields)
         if status == Status.RUNNING:
             assert record.claim(host="h", pid=1)
+        if progress is not None:
+            assert record.save_progress({"progress": progress})
         return record
 
     return make
@@ -164,6 +166,7 @@ def test_snapshot_shape(make_job):
         "created",
         "started",
         "finished",
+        "updated",
         "batch",
     }
     assert snapshot["id"] == str(record.pk)

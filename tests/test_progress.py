@@ -122,6 +122,14 @@ def test_total_rejects_bad_values(handle, value, error, message):
     assert progress.total is None
 
 
+def test_decrement_below_zero_is_refused(handle):
+    progress = handle()
+    progress.increment(2)
+    with pytest.raises(ValueError, match=r"decrement\(3\) would make current negative \(it is 2\)"):
+        progress.decrement(3)
+    assert progress.current == 2
+
+
 def test_increment_rejects_negative_and_non_integers(handle):
     progress = handle()
     with pytest.raises(ValueError, match="n must not be negative, got -1"):
@@ -248,6 +256,9 @@ def test_checkpoint_ignores_a_cancel_past_the_threshold(handle):
     assert JobRecord.objects.get(pk=progress.record.pk).request_cancel()
     progress.update(0.6)  # moved past the threshold before reaching a checkpoint
     progress.checkpoint()
+    # The request it can no longer honour is withdrawn, so viewers stop expecting it.
+    assert stored(progress).cancel_requested_at is None
+    assert stored(progress).snapshot()["cancel_requested"] is False
 
 
 def test_progress_call_raises_once_the_job_was_closed_outside(handle):

@@ -95,6 +95,21 @@ def test_bad_task_options_name_the_value():
         progress_task(retries=3)
     with pytest.raises(ValueError, match="max_attempts must be an integer >= 1, got 0"):
         progress_task(max_attempts=0)
+    with pytest.raises(
+        ValueError, match=r"timeout must be a whole number of seconds >= 1, got 2\.5"
+    ):
+        progress_task(timeout=2.5)
+    with pytest.raises(ValueError, match="stall_timeout must be a finite, non-negative number"):
+        progress_task(stall_timeout=float("inf"))
+
+
+def test_class_form_options_are_checked_at_the_class_statement():
+    from django_jobprogress import JobProgressMixin
+
+    with pytest.raises(TypeError, match="cancellable must be True or False, got 'yes'"):
+
+        class Wrong(JobProgressMixin):
+            cancellable = "yes"
 
 
 def test_owner_is_recorded_and_anonymous_means_none(make_user):
@@ -143,6 +158,9 @@ def test_retries_count_attempts_on_the_same_record(memory_queue):
     assert record.attempts == 2
     assert record.result == {"attempt": 2}
     assert JobRecord.objects.count() == 1
+    # The retry started over: nothing of the failed first attempt shows.
+    assert (record.stage, record.current, record.total) == ("attempt 2", 2, 5)
+    assert (record.error, record.traceback) == ("", "")
 
 
 def test_retries_end_failed_after_max_attempts(memory_queue):

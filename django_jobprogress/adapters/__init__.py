@@ -1,26 +1,37 @@
 """Adapters to the outside world, each behind a small base class chosen by setting."""
 
 from functools import cache
+from typing import Any
 
 from django.utils.module_loading import import_string
 
 from django_jobprogress import conf
-from django_jobprogress.adapters.base import QueueAdapter
+from django_jobprogress.adapters.base import PushAdapter, QueueAdapter
 from django_jobprogress.exceptions import JobProgressConfigurationError
+
+
+def _load(setting: str, base: type) -> Any:
+    path = conf.get(setting)
+    try:
+        adapter_class = import_string(path)
+    except ImportError as exc:
+        raise JobProgressConfigurationError(
+            f'JOBPROGRESS["{setting}"] = {path!r} cannot be imported: {exc}'
+        ) from exc
+    if not (isinstance(adapter_class, type) and issubclass(adapter_class, base)):
+        raise JobProgressConfigurationError(
+            f'JOBPROGRESS["{setting}"] = {path!r} is not a {base.__name__} subclass'
+        )
+    return adapter_class()
 
 
 @cache
 def get_queue_adapter() -> QueueAdapter:
     """The configured queue adapter instance (``JOBPROGRESS["QUEUE_ADAPTER"]``)."""
-    path = conf.get("QUEUE_ADAPTER")
-    try:
-        adapter_class = import_string(path)
-    except ImportError as exc:
-        raise JobProgressConfigurationError(
-            f'JOBPROGRESS["QUEUE_ADAPTER"] = {path!r} cannot be imported: {exc}'
-        ) from exc
-    if not (isinstance(adapter_class, type) and issubclass(adapter_class, QueueAdapter)):
-        raise JobProgressConfigurationError(
-            f'JOBPROGRESS["QUEUE_ADAPTER"] = {path!r} is not a QueueAdapter subclass'
-        )
-    return adapter_class()
+    return _load("QUEUE_ADAPTER", QueueAdapter)
+
+
+@cache
+def get_push_adapter() -> PushAdapter:
+    """The configured push adapter instance (``JOBPROGRESS["PUSH_ADAPTER"]``)."""
+    return _load("PUSH_ADAPTER", PushAdapter)

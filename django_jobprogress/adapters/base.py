@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.core.checks import CheckMessage
 
@@ -29,9 +29,41 @@ class QueueAdapter(ABC):
         """Attempts a task gets when it does not set ``max_attempts`` itself."""
         return 1
 
+    def cap_attempts(self, wanted: int) -> int:
+        """The attempts the queue will really make when a task asks for ``wanted``."""
+        return wanted
+
     def ready(self) -> None:  # noqa: B027  (an optional hook)
         """Wire signal receivers; called once from ``AppConfig.ready()``."""
 
     def check(self) -> list[CheckMessage]:
         """System-check messages about the queue's own configuration."""
+        return []
+
+
+class PushAdapter(ABC):
+    """Broadcasts a snapshot to the sockets watching a group, without blocking the job.
+
+    A failed broadcast is logged and dropped: the database stays the truth and
+    sockets catch up from it.
+    """
+
+    #: Whether published snapshots reach sockets served by other processes. When
+    #: False, sockets watch the database instead (the embedded default).
+    crosses_processes: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        """Whether publishing is worth a snapshot now (False skips the work)."""
+        return True
+
+    @abstractmethod
+    def publish(self, group: str, snapshot: dict[str, Any]) -> None:
+        """Queue ``snapshot`` for the sockets of ``group``; must return at once."""
+
+    def flush(self, timeout: float = 1.0) -> bool:
+        """Wait until queued broadcasts are sent; True if nothing is left."""
+        return True
+
+    def check(self) -> list[CheckMessage]:
         return []

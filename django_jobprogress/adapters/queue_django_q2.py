@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RUN_JOB = "django_jobprogress.execution.run_job"
+RETRYING_BROKERS = ("orm", "sqs", "mongo")
 
 
 def _q_cluster() -> dict[str, Any]:
@@ -33,7 +34,12 @@ class DjangoQ2Queue(QueueAdapter):
     broker re-presents them after ``Q_CLUSTER["retry"]`` seconds.
     """
 
-    supports_retries = True
+    @property
+    def supports_retries(self) -> bool:
+        """Only brokers that re-present unacknowledged tasks retry (the Redis broker pops
+        a task for good, so a failed attempt there is final)."""
+        conf = _q_cluster()
+        return any(conf.get(name) for name in RETRYING_BROKERS)
 
     def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
         from django_q.tasks import async_task
@@ -54,6 +60,13 @@ class DjangoQ2Queue(QueueAdapter):
         if conf.get("ack_failures", False) or not isinstance(attempts, int) or attempts < 1:
             return 1
         return attempts
+
+    def cap_attempts(self, wanted: int) -> int:
+        # django-q2 acknowledges a task for good once it failed Q_CLUSTER["max_attempts"] times.
+        ceiling = _q_cluster().get("max_attempts", 0)
+        if isinstance(ceiling, int) and ceiling > 0:
+            return min(wanted, ceiling)
+        return wanted
 
     def ready(self) -> None:
         from django_q.signals import post_execute

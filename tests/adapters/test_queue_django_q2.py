@@ -118,3 +118,19 @@ def test_monitor_leaves_successful_and_foreign_tasks_alone(django_q2):
 def test_default_attempts_follow_q_cluster(settings, q_cluster, attempts):
     settings.Q_CLUSTER = q_cluster
     assert DjangoQ2Queue().default_max_attempts() == attempts
+
+
+@pytest.mark.parametrize(
+    ("q_cluster", "retries"),
+    [({"orm": "default"}, True), ({"redis": "redis://x"}, False), ({}, False)],
+)
+def test_only_brokers_that_redeliver_support_retries(settings, q_cluster, retries):
+    settings.Q_CLUSTER = q_cluster
+    assert DjangoQ2Queue().supports_retries is retries
+
+
+def test_attempts_are_capped_by_q_cluster_max_attempts(settings):
+    settings.Q_CLUSTER = {"orm": "default", "max_attempts": 2}
+    assert DjangoQ2Queue().cap_attempts(5) == 2
+    settings.Q_CLUSTER = {"orm": "default"}
+    assert DjangoQ2Queue().cap_attempts(5) == 5

@@ -1,0 +1,211 @@
+"""The WebSocket consumer and the per-process hub that feeds it.
+
+Sockets do not join channel-layer groups one by one: each server process keeps
+one ``ProgressHub`` per event loop, which subscribes once per watched group
+and fans each update out to its local sockets, serialising the JSON once. So a
+thousand sockets on one job cost one group membership, not a thousand, and a
+mass connect or disconnect makes one layer call per job, not one per socket.
+
+Without a cross-process channel layer (the embedded default), the hub re-reads
+each watched job from the database every ``WATCH_INTERVAL`` seconds instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+
+from django_jobprogress import access, conf
+from django_jobprogress.adapters.push_channels import MESSAGE_TYPE, layer_crosses_processes
+from django_jobprogress.groups import job_group
+from django_jobprogress.models import JobRecord
+
+logger = logging.getLogger(__name__)
+
+CLOSE_FORBIDDEN = 4403
+FINISHED = {"completed", "failed", "cancelled"}
+
+
+def _is_newer(snapshot: dict[str, Any], than: dict[str, Any] | None) -> bool:
+    """Order snapshots by their ``updated`` time; the ETA alone is no news."""
+    if than is None:
+        return True
+    updated, last = snapshot.get("updated") or "", than.get("updated") or ""
+    if updated != last:
+        return updated > last
+    return {**snapshot, "eta_seconds": None} != {**than, "eta_seconds": None}
+
+
+@database_sync_to_async
+def load_snapshot(job_id: Any) -> dict[str, Any] | None:
+    record = JobRecord.objects.filter(pk=job_id).first()
+    return record.snapshot() if record is not None else None
+
+
+class ProgressHub:
+    """Fans updates for watched groups out to local consumers (one hub per loop)."""
+
+    def __init__(self) -> None:
+        self.watchers: dict[str, set[JobProgressConsumer]] = {}
+        self._layer: Any = None
+        self._channel: str | None = None
+        self._receiver: asyncio.Task | None = None
+        self._pollers: dict[str, asyncio.Task] = {}
+        self._lock = asyncio.Lock()
+
+    async def join(self, group: str, consumer: JobProgressConsumer, load: Any) -> None:
+        """Watch ``group`` for ``consumer``; ``load()`` re-reads the snapshot (watch mode)."""
+        async with self._lock:
+            first = group not in self.watchers
+            self.watchers.setdefault(group, set()).add(consumer)
+            if not first:
+                return
+            if layer_crosses_processes():
+                try:
+                    await self._subscribe(group)
+                    return
+                except Exception:
+                    logger.warning(
+                        "channel layer unavailable; watching %s in the database",
+                        group,
+                        exc_info=True,
+                    )
+            self._pollers[group] = asyncio.ensure_future(self._poll_forever(group, load))
+
+    async def _subscribe(self, group: str) -> None:
+        layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
+        if self._channel is None or layer is not self._layer:
+            self._layer = layer
+            self._channel = await layer.new_channel("jobprogress.")
+            self._receiver = asyncio.ensure_future(self._receive_forever(layer))
+        await layer.group_add(group, self._channel)
+
+    async def leave(self, group: str, consumer: JobProgressConsumer) -> None:
+        async with self._lock:
+            watchers = self.watchers.get(group)
+            if not watchers or consumer not in watchers:
+                return
+            watchers.discard(consumer)
+            if watchers:
+                return
+            del self.watchers[group]
+            poller = self._pollers.pop(group, None)
+            if poller is not None:
+                poller.cancel()
+            elif self._layer is not None and self._channel is not None:
+                try:
+                    await self._layer.group_discard(group, self._channel)
+                except Exception:
+                    logger.warning("could not leave group %s", group, exc_info=True)
+
+    async def _receive_forever(self, layer: Any) -> None:
+        channel = self._channel
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("channel layer receive failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if message.get("type") == MESSAGE_TYPE:
+                await self.deliver(message["group"], message["snapshot"])
+
+    async def _poll_forever(self, group: str, load: Any) -> None:
+        interval = conf.get("WATCH_INTERVAL")
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                snapshot = await load()
+            except Exception:
+                logger.warning("could not re-read %s", group, exc_info=True)
+                continue
+            if snapshot is not None:
+                await self.deliver(group, snapshot)
+
+    async def deliver(self, group: str, snapshot: dict[str, Any]) -> None:
+        consumers = [c for c in self.watchers.get(group, ()) if c.wants(snapshot)]
+        if not consumers:
+            return
+        text = json.dumps(snapshot)
+        await asyncio.gather(*(c.deliver(text, snapshot) for c in consumers))
+
+
+_hubs: dict[asyncio.AbstractEventLoop, ProgressHub] = {}
+
+
+def get_hub() -> ProgressHub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = ProgressHub()
+    return hub
+
+
+class JobProgressConsumer(AsyncWebsocketConsumer):
+    """``ws/jobs/<uuid>/``: the job's snapshot on connect, then every update.
+
+    Authorised like the JSON view (owner, staff with the view permission, or
+    ``?token=``); anyone else is closed with code 4403 before seeing anything.
+    The socket is closed (1000) after the job's final snapshot.
+    """
+
+    # The hub talks to the channel layer; sockets need no channel of their own.
+    channel_layer_alias = "__jobprogress_hub_only__"
+
+    group: str | None = None
+    last_sent: dict[str, Any] | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        record = await self._authorised_record(job_id)
+        if record is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = job_group(record.pk)
+        load = functools.partial(load_snapshot, record.pk)
+        await get_hub().join(self.group, self, load)
+        snapshot = await load()
+        if snapshot is not None and self.wants(snapshot):
+            await self.deliver(json.dumps(snapshot), snapshot)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await get_hub().leave(self.group, self)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Clients have nothing to say; cancel goes through the JSON view."""
+
+    def wants(self, snapshot: dict[str, Any]) -> bool:
+        return _is_newer(snapshot, self.last_sent)
+
+    async def deliver(self, text: str, snapshot: dict[str, Any]) -> None:
+        if not self.wants(snapshot):
+            return
+        self.last_sent = snapshot
+        await self.send(text_data=text)
+        if snapshot["status"] in FINISHED:
+            await self.close(code=1000)
+
+    @database_sync_to_async
+    def _authorised_record(self, job_id: Any) -> JobRecord | None:
+        try:
+            pk = UUID(str(job_id))
+        except ValueError:
+            return None
+        record = JobRecord.objects.filter(pk=pk).first()
+        token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
+        if record is None or not access.can_view(self.scope.get("user"), record, token):
+            return None
+        return record

@@ -1,0 +1,38 @@
+"""WebSocket routes: add ``websocket_urlpatterns`` to your ASGI router, or use
+``application`` when the project has no ASGI routing of its own::
+
+    # asgi.py
+    from django_jobprogress.routing import application
+"""
+
+from django.urls import path
+
+from django_jobprogress.consumers import JobProgressConsumer
+
+websocket_urlpatterns = [
+    path("ws/jobs/<str:job_id>/", JobProgressConsumer.as_asgi()),
+]
+
+
+def build_application():
+    """HTTP through Django, WebSockets (with sessions and auth) through our routes."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from channels.security.websocket import AllowedHostsOriginValidator
+    from django.core.asgi import get_asgi_application
+
+    django_app = get_asgi_application()
+    return ProtocolTypeRouter(
+        {
+            "http": django_app,
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
+
+
+def __getattr__(name: str):
+    if name == "application":
+        return build_application()
+    raise AttributeError(name)

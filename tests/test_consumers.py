@@ -1,0 +1,171 @@
+"""The WebSocket consumer through Channels' communicator, on a real Redis layer
+(both channels-redis layers) and on the embedded default (in-memory layer)."""
+
+import asyncio
+import json
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+
+from django_jobprogress.consumers import _hubs
+from django_jobprogress.groups import job_group
+from django_jobprogress.models import JobRecord
+from django_jobprogress.routing import websocket_urlpatterns
+from tests.conftest import service_missing
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LAYERS = {
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "redis-core": "channels_redis.core.RedisChannelLayer",
+}
+
+
+def redis_client():
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        service_missing(f"Redis is not reachable at {django_settings.REDIS_URL}: {exc}")
+    return client
+
+
+@pytest.fixture(params=sorted(LAYERS))
+def redis_layer(request, settings):
+    client = redis_client()
+    client.flushdb()
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": LAYERS[request.param], "CONFIG": {"hosts": [settings.REDIS_URL]}}
+    }
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def embedded_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.JOBPROGRESS = {**settings.JOBPROGRESS, "WATCH_INTERVAL": 0.05}
+
+
+@pytest.fixture
+def owned_job(make_user):
+    owner = make_user(username="owner")
+    record = JobRecord.objects.create(task_name="tests.jobs.add", owner=owner)
+    assert record.claim(host="h", pid=1)
+    return record
+
+
+def communicator(record, user=None, token=None):
+    path = f"/ws/jobs/{record.pk}/" + (f"?token={token}" if token else "")
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    comm.scope["user"] = user
+    return comm
+
+
+async def receive_json(comm, timeout=5):
+    return json.loads(await comm.receive_from(timeout))
+
+
+@database_sync_to_async
+def report(record, **values):
+    JobRecord.objects.get(pk=record.pk).save_progress(values)
+
+
+@database_sync_to_async
+def complete(record, result):
+    JobRecord.objects.get(pk=record.pk).complete(result)
+
+
+async def receive_until(comm, predicate, timeout=5):
+    async with asyncio.timeout(timeout):
+        while True:
+            snapshot = await receive_json(comm, timeout)
+            if predicate(snapshot):
+                return snapshot
+
+
+async def assert_stranger_is_refused(record, user):
+    comm = communicator(record, user)
+    connected, _ = await comm.connect()
+    assert connected
+    output = await comm.receive_output(5)
+    assert output == {"type": "websocket.close", "code": 4403}
+
+
+async def test_stranger_is_closed_with_4403_and_sees_nothing(redis_layer, owned_job, make_user):
+    stranger = await database_sync_to_async(make_user)()
+    await assert_stranger_is_refused(owned_job, stranger)
+    await assert_stranger_is_refused(owned_job, None)
+    comm = communicator(owned_job, None, token="forged")
+    await comm.connect()
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 4403}
+
+
+async def test_owner_gets_snapshot_then_updates_then_close(redis_layer, owned_job):
+    comm = communicator(owned_job, owned_job.owner)
+    connected, _ = await comm.connect()
+    assert connected
+    first = await receive_json(comm)
+    assert (first["id"], first["status"], first["progress"]) == (str(owned_job.pk), "running", 0.0)
+
+    await report(owned_job, progress=0.4, stage="copying")
+    update = await receive_until(comm, lambda s: s["progress"] == 0.4)
+    assert update["stage"] == "copying"
+
+    await complete(owned_job, {"path": "x.zip"})
+    final = await receive_until(comm, lambda s: s["status"] == "completed")
+    assert final["result"] == {"path": "x.zip"} and final["progress"] == 1.0
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+
+
+async def test_token_holder_is_accepted(redis_layer, owned_job):
+    comm = communicator(owned_job, None, token=owned_job.access_token())
+    await comm.connect()
+    assert (await receive_json(comm))["id"] == str(owned_job.pk)
+    await comm.disconnect()
+
+
+async def test_client_after_the_end_gets_the_final_snapshot_at_once(redis_layer, owned_job):
+    await complete(owned_job, 7)
+    comm = communicator(owned_job, owned_job.owner)
+    await comm.connect()
+    final = await receive_json(comm)
+    assert (final["status"], final["result"]) == ("completed", 7)
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+
+
+async def test_embedded_default_watches_the_database(embedded_layer, owned_job):
+    comm = communicator(owned_job, owned_job.owner)
+    await comm.connect()
+    await receive_json(comm)
+    await report(owned_job, progress=0.5, message="half way")
+    update = await receive_until(comm, lambda s: s["progress"] == 0.5)
+    assert update["message"] == "half way"
+    await complete(owned_job, None)
+    await receive_until(comm, lambda s: s["status"] == "completed")
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+
+
+async def test_two_hundred_sockets_connect_update_and_leave_together(redis_layer, owned_job):
+    comms = [communicator(owned_job, owned_job.owner) for _ in range(200)]
+    results = await asyncio.gather(*(comm.connect(timeout=10) for comm in comms))
+    assert all(connected for connected, _ in results)
+    firsts = await asyncio.gather(*(receive_json(comm, 10) for comm in comms))
+    assert {s["id"] for s in firsts} == {str(owned_job.pk)}
+
+    await report(owned_job, progress=0.3)
+    updates = await asyncio.gather(
+        *(receive_until(comm, lambda s: s["progress"] == 0.3, 10) for comm in comms)
+    )
+    assert len(updates) == 200
+
+    await asyncio.gather(*(comm.disconnect() for comm in comms))
+    group = job_group(owned_job.pk)
+    assert all(group not in hub.watchers for hub in _hubs.values())
+    # Nothing is left subscribed or registered in Redis for the group.
+    assert redis_layer.pubsub_numsub(f"asgi__group__{group}")[0][1] == 0
+    assert redis_layer.zcard(f"asgi:group:{group}") == 0
