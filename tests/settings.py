@@ -58,7 +58,9 @@ if DB_VENDOR == "postgres":
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
-            "CONN_MAX_AGE": 60,
+            # Threads of the test process (Channels' executor, the ticker) must not keep
+            # connections open, or the test database cannot be dropped at the end.
+            "CONN_MAX_AGE": 0,
             "TEST": {"NAME": "test_jobprogress"},
         }
     }

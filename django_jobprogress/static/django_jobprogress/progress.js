@@ -1,0 +1,163 @@
+/* django-jobprogress: live progress bars. No framework, no build step.
+ * Each [data-jobprogress] element follows its job over a WebSocket, reconnects
+ * with backoff, and falls back to polling the JSON view when sockets fail.
+ * All job text is written with textContent, never innerHTML. */
+(function () {
+  "use strict";
+  if (window.djangoJobProgress) { window.djangoJobProgress.scan(); return; }
+
+  var FINISHED = { completed: true, failed: true, cancelled: true };
+  var POLL_MS = 1000;
+  var MAX_BACKOFF_MS = 10000;
+  var SOCKET_FAILURES_BEFORE_POLLING = 3;
+
+  function field(root, name) { return root.querySelector('[data-field="' + name + '"]'); }
+
+  function formatEta(seconds) {
+    if (seconds === null || seconds === undefined) { return ""; }
+    var s = Math.round(seconds);
+    if (s < 60) { return "about " + s + " s left"; }
+    var m = Math.round(s / 60);
+    if (m < 60) { return "about " + m + " min left"; }
+    return "about " + Math.round(m / 60) + " h left";
+  }
+
+  function safeHref(value) {
+    if (typeof value !== "string") { return null; }
+    try {
+      var url = new URL(value, window.location.href);
+      return (url.protocol === "http:" || url.protocol === "https:") ? url.href : null;
+    } catch (e) { return null; }
+  }
+
+  function Bar(root) {
+    this.root = root;
+    this.last = null;
+    this.socketFailures = 0;
+    this.backoff = 500;
+    this.polling = false;
+    this.done = false;
+    var initial = root.querySelector('script[type="application/json"]');
+    if (initial) { this.render(JSON.parse(initial.textContent)); }
+    var cancel = root.querySelector('[data-action="cancel"]');
+    if (cancel) { cancel.addEventListener("click", this.cancel.bind(this)); }
+    if (!this.done) { this.connect(); }
+  }
+
+  Bar.prototype.render = function (s) {
+    if (this.last && s.updated && this.last.updated && s.updated < this.last.updated) { return; }
+    this.last = s;
+    var root = this.root;
+    var percent = Math.floor((s.progress || 0) * 100);
+    root.className = root.className.replace(/jobprogress--(pending|running|completed|failed|cancelled)/g, "").trim() +
+      " jobprogress--" + s.status;
+    var track = root.querySelector('[role="progressbar"]');
+    track.setAttribute("aria-valuenow", String(percent));
+    track.setAttribute("aria-valuetext", percent + "%" + (s.stage ? ", " + s.stage : ""));
+    field(root, "fill").style.width = percent + "%";
+    field(root, "percent").textContent = percent + "%";
+    field(root, "status").textContent = s.cancel_requested && !FINISHED[s.status] ? "cancelling" : s.status;
+    field(root, "stage").textContent = s.stage || "";
+    field(root, "eta").textContent = formatEta(s.eta_seconds);
+    field(root, "message").textContent = s.message || "";
+    var error = field(root, "error");
+    error.textContent = s.error || "";
+    error.hidden = !s.error;
+    this.renderResult(s);
+    var cancel = root.querySelector('[data-action="cancel"]');
+    if (cancel) { cancel.hidden = !!FINISHED[s.status] || !s.cancellable; }
+    if (FINISHED[s.status]) { this.finish(); }
+    root.dispatchEvent(new CustomEvent("jobprogress:update", { detail: s, bubbles: true }));
+  };
+
+  Bar.prototype.renderResult = function (s) {
+    var box = field(this.root, "result");
+    box.textContent = "";
+    var result = s.result;
+    var href = s.status === "completed" && result && typeof result === "object" ? safeHref(result.url) : null;
+    if (!href) { box.hidden = true; return; }
+    var link = document.createElement("a");
+    link.href = href;
+    link.textContent = typeof result.label === "string" ? result.label : "Download result";
+    box.appendChild(link);
+    box.hidden = false;
+  };
+
+  Bar.prototype.finish = function () {
+    this.done = true;
+    if (this.socket) { this.socket.close(); this.socket = null; }
+    if (this.pollTimer) { clearTimeout(this.pollTimer); this.pollTimer = null; }
+  };
+
+  Bar.prototype.withToken = function (url) {
+    var token = this.root.dataset.token;
+    if (!token) { return url; }
+    return url + (url.indexOf("?") >= 0 ? "&" : "?") + "token=" + encodeURIComponent(token);
+  };
+
+  Bar.prototype.connect = function () {
+    var self = this;
+    if (!("WebSocket" in window) || !this.root.dataset.wsPath) { this.poll(); return; }
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var opened = false;
+    var socket = new WebSocket(this.withToken(scheme + window.location.host + this.root.dataset.wsPath));
+    this.socket = socket;
+    socket.onopen = function () { opened = true; self.socketFailures = 0; self.backoff = 500; };
+    socket.onmessage = function (event) { self.render(JSON.parse(event.data)); };
+    socket.onclose = function (event) {
+      self.socket = null;
+      if (self.done || event.code === 1000) { return; }
+      if (event.code === 4403) { self.done = true; return; }
+      if (!opened) { self.socketFailures += 1; }
+      if (self.socketFailures >= SOCKET_FAILURES_BEFORE_POLLING) { self.poll(); return; }
+      setTimeout(function () { if (!self.done) { self.connect(); } }, self.backoff);
+      self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
+    };
+  };
+
+  Bar.prototype.poll = function () {
+    var self = this;
+    var url = this.root.dataset.jsonUrl;
+    if (!url || this.done) { return; }
+    this.polling = true;
+    fetch(this.withToken(url), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (snapshot) { if (snapshot) { self.render(snapshot); } })
+      .catch(function () { /* keep polling */ })
+      .then(function () {
+        if (!self.done) { self.pollTimer = setTimeout(self.poll.bind(self), POLL_MS); }
+      });
+  };
+
+  Bar.prototype.cancel = function () {
+    var self = this;
+    var url = this.root.dataset.cancelUrl;
+    if (!url) { return; }
+    var button = this.root.querySelector('[data-action="cancel"]');
+    button.disabled = true;
+    fetch(this.withToken(url), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": this.root.dataset.csrf || "", Accept: "application/json" }
+    })
+      .then(function (response) { return response.json(); })
+      .then(function (body) { if (body && body.job) { self.render(body.job); } })
+      .catch(function () { /* the socket or the poll will tell */ })
+      .then(function () { button.disabled = false; });
+  };
+
+  function scan() {
+    var nodes = document.querySelectorAll("[data-jobprogress]:not([data-jobprogress-bound])");
+    for (var i = 0; i < nodes.length; i++) {
+      nodes[i].setAttribute("data-jobprogress-bound", "");
+      new Bar(nodes[i]);
+    }
+  }
+
+  window.djangoJobProgress = { scan: scan, Bar: Bar };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", scan);
+  } else {
+    scan();
+  }
+})();

@@ -1,0 +1,69 @@
+import json
+import re
+
+import pytest
+from django.template import Context, Template, TemplateSyntaxError
+from django.test import RequestFactory
+
+from django_jobprogress.models import JobRecord
+
+pytestmark = pytest.mark.django_db
+
+
+def render(source, user=None, **context):
+    request = RequestFactory().get("/")
+    request.user = user
+    template = Template("{% load jobprogress %}" + source)
+    return template.render(Context({"request": request, "csrf_token": "tok", **context}))
+
+
+@pytest.fixture
+def job(make_user):
+    record = JobRecord.objects.create(task_name="tests.jobs.ZipExport", owner=make_user())
+    record.claim(host="h", pid=1)
+    record.save_progress({"progress": 0.42, "stage": "zipping", "message": "file 4"})
+    return record
+
+
+def test_renders_an_accessible_bar_with_the_snapshot(job):
+    html = render("{% progress_bar job %}", user=job.owner, job=job)
+    assert 'role="progressbar"' in html
+    assert 'aria-valuenow="42"' in html and "42%" in html
+    assert "zipping" in html and "file 4" in html
+    assert f'data-ws-path="/ws/jobs/{job.pk}/"' in html
+    assert f'data-json-url="/jp/jobs/{job.pk}/"' in html
+    assert 'data-action="cancel"' in html
+    embedded = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
+    assert json.loads(embedded.group(1))["id"] == str(job.pk)
+
+
+def test_accepts_the_job_id_and_options(job):
+    html = render(
+        '{% progress_bar job_id size="lg" label="Export" %}', user=job.owner, job_id=str(job.pk)
+    )
+    assert "jobprogress--lg" in html and ">Export<" in html
+
+
+def test_no_cancel_button_for_a_viewer_who_may_not_cancel(job, make_user):
+    assert 'data-action="cancel"' not in render("{% progress_bar job %}", user=make_user(), job=job)
+
+
+def test_token_lets_a_viewer_cancel(job):
+    html = render("{% progress_bar job token=t %}", job=job, t=job.access_token())
+    assert 'data-action="cancel"' in html and job.access_token() in html
+
+
+def test_user_text_is_escaped(make_user):
+    record = JobRecord.objects.create(task_name="tests.jobs.add", owner=make_user())
+    record.claim(host="h", pid=1)
+    record.save_progress({"stage": "<img src=x onerror=alert(1)>", "message": "</script><b>"})
+    html = render("{% progress_bar job %}", user=record.owner, job=record)
+    assert "<img src=x" not in html and "</script><b>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_bad_size_and_unknown_id_are_named():
+    with pytest.raises(TemplateSyntaxError, match="size must be one of sm, md, lg, got 'xl'"):
+        render('{% progress_bar "00000000-0000-0000-0000-000000000000" size="xl" %}')
+    with pytest.raises(TemplateSyntaxError, match="no job with id 'nope'"):
+        render('{% progress_bar "nope" %}')

@@ -1,0 +1,249 @@
+"""Races between processes, decided by PostgreSQL (row locks, the partial unique index).
+
+Threads stand in for processes: each has its own database connection, and a
+barrier releases them at the same instant so their statements really overlap.
+"""
+
+import threading
+from functools import partial
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from django_jobprogress.exceptions import DuplicateJob, JobCancelled
+from django_jobprogress.execution import run_job
+from django_jobprogress.models import JobRecord
+from django_jobprogress.progress import Progress
+from django_jobprogress.signals import job_finished, job_started
+from tests import jobs
+from tests.conftest import service_missing
+
+if connection.vendor != "postgresql":
+    pytest.skip("PostgreSQL-only: run with JOBPROGRESS_TEST_DB=postgres", allow_module_level=True)
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+Status = JobRecord.Status
+ROUNDS = 25
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_postgres():
+    """Runs before the test database is set up, so a missing server skips cleanly."""
+    import psycopg
+
+    db = django_settings.DATABASES["default"]
+    try:
+        psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", connect_timeout=3
+        ).close()
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT']}: {exc}")
+
+
+def race(*calls):
+    """Run each call in its own thread, all released together; return their outcomes.
+
+    An outcome is ``("ok", value)`` or ``("raised", exception)``.
+    """
+    barrier = threading.Barrier(len(calls))
+    outcomes = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            connection.ensure_connection()  # connect first: the race is on the statements
+            barrier.wait(timeout=10)
+            outcomes[index] = ("ok", call())
+        except Exception as exc:
+            outcomes[index] = ("raised", exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a racing thread hung"
+    return outcomes
+
+
+@pytest.fixture
+def signals_sent():
+    """(signal name, job id, status) for every job_started / job_finished sent."""
+    sent = []
+    lock = threading.Lock()
+
+    def receiver(name):
+        def receive(sender, record, **kwargs):
+            with lock:
+                sent.append((name, record.pk, record.status))
+
+        return receive
+
+    receivers = {"started": receiver("started"), "finished": receiver("finished")}
+    job_started.connect(receivers["started"])
+    job_finished.connect(receivers["finished"])
+    yield sent
+    job_started.disconnect(receivers["started"])
+    job_finished.disconnect(receivers["finished"])
+
+
+def fresh(record):
+    return JobRecord.objects.get(pk=record.pk)
+
+
+# -- keys: one unfinished job per (task, key) ------------------------------------------
+
+
+def test_concurrent_enqueues_with_one_key_make_one_job(memory_queue):
+    for round_ in range(ROUNDS):
+        key = f"product-{round_}"
+        outcomes = race(*[partial(jobs.add.enqueue, 1, 2, key=key)] * 8)
+
+        assert [kind for kind, _ in outcomes] == ["ok"] * 8, outcomes
+        [job] = JobRecord.objects.filter(task_name="tests.jobs.add", key=key)
+        assert job.status == Status.PENDING
+        assert {record.pk for _, record in outcomes} == {job.pk}
+        assert memory_queue.queued.count(str(job.pk)) == 1  # handed to the queue once
+    assert JobRecord.objects.count() == ROUNDS
+
+
+def test_concurrent_enqueues_with_on_conflict_raise_let_exactly_one_through(memory_queue):
+    for round_ in range(ROUNDS):
+        key = f"product-{round_}"
+        outcomes = race(*[partial(jobs.add.enqueue, 1, 2, key=key, on_conflict="raise")] * 8)
+
+        created = [value for kind, value in outcomes if kind == "ok"]
+        refused = [value for kind, value in outcomes if kind == "raised"]
+        assert len(created) == 1, outcomes
+        assert len(refused) == 7
+        assert all(isinstance(exc, DuplicateJob) for exc in refused), refused
+        assert {exc.existing.pk for exc in refused} == {created[0].pk}
+        assert JobRecord.objects.filter(key=key).count() == 1
+    assert len(memory_queue.queued) == ROUNDS
+
+
+def test_a_finished_key_can_be_enqueued_again_while_others_race_for_it(memory_queue):
+    first = jobs.add.enqueue(1, 2, key="k")
+    assert first.claim(host="w", pid=1) and first.complete(3)
+
+    outcomes = race(*[partial(jobs.add.enqueue, 1, 2, key="k")] * 8)
+
+    assert [kind for kind, _ in outcomes] == ["ok"] * 8, outcomes
+    [second] = JobRecord.objects.unfinished().filter(key="k")
+    assert second.pk != first.pk
+    assert {record.pk for _, record in outcomes} == {second.pk}
+    assert JobRecord.for_key(jobs.add, "k") == second
+
+
+# -- transitions: exactly one winner -----------------------------------------------------
+
+
+def _running_job():
+    record = jobs.add.enqueue(1, 2)
+    assert record.claim(host="worker", pid=1)
+    return record
+
+
+def _stalled_job():
+    record = _running_job()
+    # Its heartbeat is long gone: the stall sweep may close it while the worker finishes.
+    JobRecord.objects.filter(pk=record.pk).update(stale_after=record.started_at.replace(year=2000))
+    return fresh(record)
+
+
+FINISHES = {
+    "complete": (lambda r: r.complete({"sum": 3}), Status.COMPLETED),
+    "fail": (lambda r: r.fail("boom"), Status.FAILED),
+    "fail_lost": (lambda r: r.fail_lost(), Status.FAILED),
+    "mark_cancelled": (lambda r: r.mark_cancelled(), Status.CANCELLED),
+}
+
+
+@pytest.mark.parametrize(
+    ("make", "first", "second"),
+    [
+        (_running_job, "complete", "fail"),
+        (_running_job, "mark_cancelled", "complete"),
+        (_stalled_job, "complete", "fail_lost"),  # worker finishes as the sweep fires
+    ],
+)
+def test_racing_terminal_transitions_have_exactly_one_winner(
+    memory_queue, signals_sent, make, first, second
+):
+    for _ in range(ROUNDS):
+        record = make()
+        signals_sent.clear()
+        a, b = fresh(record), fresh(record)
+        (do_first, first_status), (do_second, second_status) = FINISHES[first], FINISHES[second]
+
+        outcomes = race(partial(do_first, a), partial(do_second, b))
+
+        assert [kind for kind, _ in outcomes] == ["ok", "ok"], outcomes
+        won = [value for _, value in outcomes]
+        assert sorted(won) == [False, True], won
+        winner, status = (first, first_status) if won[0] else (second, second_status)
+        stored = fresh(record)
+        assert stored.status == status
+        assert stored.finished_at is not None
+        if winner == "complete":
+            assert (stored.result, stored.error, stored.progress) == ({"sum": 3}, "", 1.0)
+        else:
+            assert stored.result is None
+        # Whoever listens for the end (batches, the socket) hears it exactly once.
+        assert signals_sent == [("finished", record.pk, status)]
+
+
+def test_two_workers_claiming_one_delivery_exactly_one_runs_it(memory_queue, signals_sent):
+    for _ in range(ROUNDS):
+        record = jobs.add.enqueue(1, 2)
+        signals_sent.clear()
+        claimants = [fresh(record) for _ in range(4)]
+
+        outcomes = race(
+            *[partial(r.claim, host=f"host-{pid}", pid=pid) for pid, r in enumerate(claimants, 100)]
+        )
+
+        won = [value for _, value in outcomes]
+        assert won.count(True) == 1, outcomes
+        winner_pid = 100 + won.index(True)
+        stored = fresh(record)
+        assert stored.status == Status.RUNNING
+        assert (stored.worker_pid, stored.worker_host) == (winner_pid, f"host-{winner_pid}")
+        assert stored.attempts == 1
+        assert signals_sent == [("started", record.pk, Status.RUNNING)]
+
+
+# -- cancel racing the worker's claim ----------------------------------------------------------
+
+
+def test_cancel_racing_claim_ends_in_one_consistent_state(memory_queue):
+    for _ in range(ROUNDS):
+        record = jobs.add.enqueue(1, 2)
+        worker, user = fresh(record), fresh(record)
+
+        outcomes = race(partial(worker.claim, host="worker", pid=7), user.request_cancel)
+
+        assert [kind for kind, _ in outcomes] == ["ok", "ok"], outcomes
+        (_, claimed), (_, cancelled) = outcomes
+
+        assert cancelled is True  # a pending or freshly running job is always cancellable
+        stored = fresh(record)
+        assert stored.cancel_requested_at is not None
+        if claimed:
+            assert stored.status == Status.RUNNING
+            assert (stored.worker_pid, stored.attempts) == (7, 1)
+            assert stored.finished_at is None
+            # The worker learns of the cancel at its next checkpoint, and stops there.
+            progress = Progress(worker, throttle=0, heartbeat_interval=10)
+            with pytest.raises(JobCancelled):
+                progress.checkpoint()
+        else:
+            assert stored.status == Status.CANCELLED
+            assert (stored.worker_pid, stored.attempts, stored.started_at) == (None, 0, None)
+            # A delivery that arrives later is dropped: the job never runs.
+            assert run_job(str(record.pk)) is None
+            assert fresh(record).status == Status.CANCELLED
+            assert fresh(record).started_at is None

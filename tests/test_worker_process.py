@@ -1,0 +1,386 @@
+"""End to end: a real django-q2 ``qcluster`` runs the jobs, and the rows tell the truth.
+
+Each broker (ORM, Redis) gets one cluster subprocess for the whole module. It
+uses the live test database (``JOBPROGRESS_TEST_DB_NAME``); the tests are
+transactional so the worker sees committed rows, and the tables are flushed
+between tests while the cluster keeps running. Nothing here sleeps blindly:
+every wait polls the database until a condition holds or a deadline passes.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from django_jobprogress import progress_task
+from django_jobprogress.models import WORKER_LOST, JobRecord
+from tests import jobs
+from tests.conftest import service_missing
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parent.parent
+Status = JobRecord.Status
+DJANGO_Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
+
+
+@progress_task(stall_timeout=1)
+def kill_own_worker_fast_stall(job):
+    """``tests.jobs.kill_own_worker`` with a 1 s stall timeout (found by the worker here)."""
+    jobs.kill_own_worker.func(job)
+
+
+# -- waiting -----------------------------------------------------------------
+
+
+def wait_for(condition, *, timeout=30.0, what="the condition", state=None, alive=None, log=None):
+    """Poll ``condition`` every 50 ms until it is truthy; fail with the last state.
+
+    ``alive`` is called on every round (it fails at once if the worker died);
+    ``log`` adds the worker's output to a timeout message.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if alive is not None:
+            alive()
+        if time.monotonic() >= deadline:
+            last = state() if state is not None else result
+            message = f"timed out after {timeout:g} s waiting for {what}; last state: {last}"
+            if log is not None:
+                message += f"\n{log()}"
+            pytest.fail(message)
+        time.sleep(0.05)
+
+
+def row(record):
+    """What a user would look at: the stored state of ``record`` (None once deleted)."""
+    return (
+        JobRecord.objects.filter(pk=record.pk)
+        .values("status", "progress", "current", "total", "message", "error", "worker_pid")
+        .first()
+    )
+
+
+def reaped(pid):
+    """True once process ``pid`` no longer exists (not even as a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# -- the cluster ----------------------------------------------------------------
+
+
+class Cluster:
+    def __init__(self, broker, process, log_path):
+        self.broker = broker
+        self.process = process
+        self.log_path = log_path
+
+    def log_tail(self, lines=60):
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def assert_alive(self):
+        code = self.process.poll()
+        if code is not None:
+            pytest.fail(f"qcluster ({self.broker}) exited with {code}:\n{self.log_tail()}")
+
+    def wait_for(self, condition, *, what, state=None, timeout=30.0):
+        return wait_for(
+            condition,
+            timeout=timeout,
+            what=what,
+            state=state,
+            alive=self.assert_alive,
+            log=lambda: f"--- qcluster ({self.broker}) log ---\n{self.log_tail()}",
+        )
+
+    def wait_for_status(self, record, *statuses, timeout=30.0):
+        """Wait until ``record`` is in one of ``statuses``; return it refreshed."""
+        self.wait_for(
+            lambda: JobRecord.objects.filter(pk=record.pk, status__in=statuses).exists(),
+            what=f"job {record.task_name} to be {'/'.join(statuses)}",
+            state=lambda: row(record),
+            timeout=timeout,
+        )
+        record.refresh_from_db()
+        return record
+
+    def stop(self, grace=10.0):
+        """Stop the cluster; SIGKILL its whole process group after ``grace`` seconds.
+
+        SIGTERM goes to the main process only: it stops its workers itself within a
+        second. Sent to the whole group, the sentinel dies at once (django-q2 gives it
+        the default SIGTERM action) and the main process hangs (still up after 15 s).
+        """
+        pgid = self.process.pid
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=grace)
+        # Anything left in the group (a stuck main process, orphaned workers) is killed.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        self.process.wait(timeout=grace)
+
+
+def _postgres_reachable():
+    db = django_settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return
+    import psycopg
+
+    try:
+        psycopg.connect(
+            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", connect_timeout=3
+        ).close()
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT']}: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_postgres():
+    """Runs before the test database is set up, so a missing server skips cleanly."""
+    _postgres_reachable()
+
+
+def _redis_client():
+    import redis
+
+    client = redis.Redis.from_url(django_settings.REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis is not reachable at {django_settings.REDIS_URL}: {exc}")
+    return client
+
+
+@pytest.fixture(scope="module", params=["orm", "redis"])
+def broker(request):
+    if request.param == "redis":
+        _redis_client()
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def cluster(broker, django_db_setup, tmp_path_factory):
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        JOBPROGRESS_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
+        JOBPROGRESS_TEST_ADAPTER="django_q2",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("JOBPROGRESS_TEST_BROKER", None)
+    if broker == "redis":
+        env["JOBPROGRESS_TEST_BROKER"] = "redis"
+        _redis_client().flushdb()
+    log_path = tmp_path_factory.mktemp("qcluster") / f"qcluster-{broker}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "django", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() reaches the workers
+        )
+    running = Cluster(broker, process, log_path)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(autouse=True)
+def enqueue_to_cluster(cluster, settings, monkeypatch):
+    """This process enqueues through django-q2 onto the cluster's broker."""
+    from django_q.conf import Conf
+
+    settings.JOBPROGRESS = {**settings.JOBPROGRESS, "QUEUE_ADAPTER": DJANGO_Q2}
+    if cluster.broker == "redis":
+        monkeypatch.setattr(Conf, "ORM", None)
+        monkeypatch.setattr(Conf, "REDIS", settings.REDIS_URL)
+        _redis_client().flushdb()
+    else:
+        monkeypatch.setattr(Conf, "ORM", "default")
+    cluster.assert_alive()
+    return cluster
+
+
+def queue_result(record):
+    """django-q2's own record of the delivery of ``record`` (None until it is saved)."""
+    from django_q.models import Task
+
+    return Task.objects.filter(id=record.queue_task_id).first()
+
+
+# -- the tests --------------------------------------------------------------------
+
+
+def test_progress_is_visible_while_running_and_the_result_when_done(cluster):
+    record = jobs.slow_steps.enqueue(40, 0.05)
+    assert record.status == Status.PENDING
+    seen = []
+
+    def running_part_way():
+        state = row(record)
+        seen.append(state)
+        return state["status"] == Status.RUNNING and 0 < state["progress"] < 1
+
+    cluster.wait_for(running_part_way, what="progress between 0 and 1", state=lambda: seen[-1])
+    record = cluster.wait_for_status(record, Status.COMPLETED, Status.FAILED)
+    seen.append(row(record))
+
+    assert record.status == Status.COMPLETED, record.error
+    assert record.result == {"steps": 40}
+    assert record.progress == 1.0
+    assert (record.current, record.total) == (40, 40)
+    assert record.stage == "working"
+    assert record.attempts == 1
+    assert record.started_at <= record.finished_at
+    # It ran in a worker of the cluster on this host, not in the test process.
+    assert record.worker_host == socket.gethostname()
+    assert record.worker_pid not in (None, os.getpid(), cluster.process.pid)
+    assert os.getpgid(record.worker_pid) == cluster.process.pid
+    # Observers only ever saw progress move forward.
+    observed = [state["progress"] for state in seen]
+    assert observed == sorted(observed)
+    delivery = cluster.wait_for(
+        lambda: queue_result(record), what="django-q2 to save the task's outcome"
+    )
+    assert delivery.success is True
+
+
+def test_an_exception_fails_the_job_and_reaches_django_q2(cluster):
+    record = jobs.Explode.enqueue("disk full")
+    record = cluster.wait_for_status(record, Status.COMPLETED, Status.FAILED)
+
+    assert record.status == Status.FAILED
+    assert record.error == "ValueError: disk full"
+    assert "Traceback (most recent call last)" in record.traceback
+    assert "raise ValueError(message)" in record.traceback
+    assert record.progress == 0.25
+    assert record.finished_at is not None
+    assert record.result is None
+    # Re-raised to django-q2, which records a failed task of its own.
+    failure = cluster.wait_for(
+        lambda: queue_result(record), what="django-q2 to save the task's outcome"
+    )
+    assert failure.success is False
+    assert "disk full" in str(failure.result)
+
+
+def test_a_running_job_stops_at_a_checkpoint_when_cancelled(cluster):
+    record = jobs.slow_steps.enqueue(200, 0.05)
+    cluster.wait_for(
+        lambda: JobRecord.objects.filter(
+            pk=record.pk, status=Status.RUNNING, current__gte=1
+        ).exists(),
+        what="the job to start counting steps",
+        state=lambda: row(record),
+    )
+
+    assert JobRecord.objects.get(pk=record.pk).request_cancel() is True
+    record = cluster.wait_for_status(record, Status.CANCELLED, Status.COMPLETED, Status.FAILED)
+
+    assert record.status == Status.CANCELLED
+    assert 1 <= record.current < 200
+    assert record.total == 200
+    assert record.progress < 1.0
+    assert record.cancel_requested_at is not None
+    assert record.finished_at >= record.cancel_requested_at
+    assert record.result is None
+    assert record.error == ""
+
+
+def test_a_job_cancelled_while_queued_is_dropped_by_the_worker(cluster):
+    # Keep both workers (Q_CLUSTER["workers"] == 2) busy so the next job waits in the queue.
+    blockers = [jobs.slow_steps.enqueue(200, 0.05) for _ in range(2)]
+    for blocker in blockers:
+        cluster.wait_for_status(blocker, Status.RUNNING)
+
+    queued = jobs.add.enqueue(2, 3)
+    assert queued.queue_task_id, "the job was handed to django-q2"
+    assert queued.request_cancel() is True
+    queued.refresh_from_db()
+    assert queued.status == Status.CANCELLED
+
+    for blocker in blockers:
+        assert blocker.request_cancel() is True
+    for blocker in blockers:
+        assert cluster.wait_for_status(blocker, Status.CANCELLED).status == Status.CANCELLED
+
+    # A free worker now receives the queued delivery and must drop it.
+    delivery = cluster.wait_for(
+        lambda: queue_result(queued), what="the worker to process the queued delivery"
+    )
+    assert delivery.success is True
+    queued.refresh_from_db()
+    assert queued.status == Status.CANCELLED
+    assert queued.started_at is None
+    assert queued.attempts == 0
+    assert queued.worker_pid is None
+    assert queued.result is None
+
+
+def test_a_killed_worker_leaves_the_job_running_until_the_stall_sweep(cluster):
+    lost = jobs.kill_own_worker.enqueue()  # default stall timeout (60 s)
+    cluster.wait_for(
+        lambda: JobRecord.objects.filter(pk=lost.pk, message="about to die").exists(),
+        what="the job to report before dying",
+        state=lambda: row(lost),
+    )
+    lost.refresh_from_db()
+    # The guard reaps the SIGKILLed worker (and spawns another); nothing reports for it.
+    cluster.wait_for(lambda: reaped(lost.worker_pid), what=f"worker {lost.worker_pid} to be gone")
+    lost.refresh_from_db()
+    assert lost.status == Status.RUNNING
+    assert lost.progress == 0.4
+    assert lost.finished_at is None
+    # Its heartbeat is still within the stall timeout: the sweep leaves it alone.
+    assert not JobRecord.objects.stalled().filter(pk=lost.pk).exists()
+    assert JobRecord.objects.fail_stalled() == 0
+    assert JobRecord.objects.get(pk=lost.pk).status == Status.RUNNING
+
+    # The same death with a 1 s stall timeout becomes "worker lost" once stale.
+    stalled = kill_own_worker_fast_stall.enqueue()
+    assert stalled.task_name == "tests.test_worker_process.kill_own_worker_fast_stall"
+    assert stalled.stall_timeout == 1
+    cluster.wait_for(
+        lambda: JobRecord.objects.stalled().filter(pk=stalled.pk).exists(),
+        what="the job's heartbeat to go stale",
+        state=lambda: row(stalled),
+    )
+    stalled.refresh_from_db()
+    assert stalled.status == Status.RUNNING
+    cluster.wait_for(
+        lambda: reaped(stalled.worker_pid), what=f"worker {stalled.worker_pid} to be gone"
+    )
+
+    assert JobRecord.objects.fail_stalled() == 1
+    stalled.refresh_from_db()
+    assert stalled.status == Status.FAILED
+    assert stalled.error == WORKER_LOST
+    assert stalled.progress == 0.4  # what it reported before dying is kept
+    assert stalled.finished_at is not None
+    assert JobRecord.objects.get(pk=lost.pk).status == Status.RUNNING
+
+    # Two workers died and the cluster still runs jobs: the guard respawned them.
+    after = cluster.wait_for_status(jobs.add.enqueue(2, 3), Status.COMPLETED, Status.FAILED)
+    assert (after.status, after.result) == (Status.COMPLETED, 5)
