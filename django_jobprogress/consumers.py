@@ -106,6 +106,10 @@ class ProgressHub:
                     await self._layer.group_discard(group, self._channel)
                 except Exception:
                     logger.warning("could not leave group %s", group, exc_info=True)
+            if not self.watchers and self._receiver is not None:
+                # Idle: drop the hub's channel too, so nothing stays subscribed.
+                self._receiver.cancel()
+                self._receiver, self._channel, self._layer = None, None, None
 
     async def _receive_forever(self, layer: Any) -> None:
         channel = self._channel
@@ -195,7 +199,9 @@ class JobProgressConsumer(AsyncWebsocketConsumer):
             return
         self.last_sent = snapshot
         await self.send(text_data=text)
-        if snapshot["status"] in FINISHED:
+        if snapshot["status"] in FINISHED and self.group is not None:
+            group, self.group = self.group, None
+            await get_hub().leave(group, self)  # nothing more will come: stop watching now
             await self.close(code=1000)
 
     @database_sync_to_async

@@ -6,10 +6,12 @@ import json
 
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
+from django.db import connections
 
 from django_jobprogress.consumers import _hubs
 from django_jobprogress.groups import job_group
@@ -32,6 +34,14 @@ def redis_client():
     except redis.ConnectionError as exc:
         service_missing(f"Redis is not reachable at {django_settings.REDIS_URL}: {exc}")
     return client
+
+
+@pytest.fixture(autouse=True)
+async def close_executor_connections():
+    """Channels' communicator keeps the executor thread's connection open on purpose;
+    close it so the test database can be dropped."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture(params=sorted(LAYERS))
