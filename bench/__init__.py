@@ -1,0 +1,1 @@
+"""Benchmark scripts for django-jobprogress (not tests; see bench/README.md)."""

@@ -1,0 +1,446 @@
+"""Throughput of no-op jobs through a real django-q2 cluster: bare vs tracked.
+
+Run from the repository root::
+
+    .venv/bin/python bench/throughput.py                       # 2000 jobs, 2 workers, 3 rounds
+    .venv/bin/python bench/throughput.py --conn-max-age 600 0  # also with CONN_MAX_AGE = 0
+
+Each round (bare and tracked alternate) starts from an empty broker and empty
+tables, enqueues all jobs while the cluster is stopped, then starts
+``python -m django qcluster`` and waits until django-q2 has saved a result row
+for every job. The rate is (jobs done in the window) / (time the last result
+row appeared - time the first one appeared), observed by counting the rows
+every 20 ms, so cluster start-up and enqueueing are not in it, and both
+variants are timed the same way on the same rows. See bench/README.md for the
+method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+POLL = 0.02  # seconds between two counts of the saved results
+NOISY = 0.10  # a round is flagged when unrelated processes used more than this share of the CPU
+STOP_GRACE = 30.0  # seconds the cluster gets to stop on SIGTERM before SIGKILL
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per round (default 2000)")
+    parser.add_argument("--workers", type=int, default=2, help="django-q2 workers (default 2)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each variant, alternating (default 3)"
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        nargs="+",
+        default=[600],
+        metavar="SECONDS",
+        help="CONN_MAX_AGE of the cluster; several values run the whole set once per value "
+        "(e.g. --conn-max-age 600 0). Default 600 (persistent connections).",
+    )
+    parser.add_argument(
+        "--db-name", default="jobprogress_bench", help="PostgreSQL database (created if missing)"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/14",
+        help="broker; this Redis database is FLUSHED before every round",
+    )
+    parser.add_argument(
+        "--q-log-level", default="WARNING", help="django-q2 log level in the cluster"
+    )
+    parser.add_argument(
+        "--channel-layer",
+        choices=["memory", "redis"],
+        default="memory",
+        help="'memory' (default): in-process layer, so django_jobprogress pushes nothing; "
+        "'redis': channels-redis on --redis-url, so each job's start and end are pushed",
+    )
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default="on",
+        help="PostgreSQL synchronous_commit for the cluster's and this script's sessions "
+        "(default on, the server default); 'off' shows how much of the cost is commit flushes",
+    )
+    parser.add_argument(
+        "--idle-below",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="before each round, wait (up to --idle-wait s) until the CPUs were less than this "
+        "busy over one second, so other work on the machine does not skew a round (0.25)",
+    )
+    parser.add_argument("--idle-wait", type=float, default=120.0, help="see --idle-below (120)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="give up on a round after this many seconds"
+    )
+    return parser.parse_args()
+
+
+def configure(args: argparse.Namespace) -> None:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    os.environ["BENCH_DB"] = "postgres"
+    os.environ["BENCH_DB_NAME"] = args.db_name
+    os.environ["BENCH_WORKERS"] = str(args.workers)
+    os.environ["BENCH_REDIS_URL"] = args.redis_url
+    os.environ["BENCH_ADAPTER"] = "django_q2"
+    os.environ["BENCH_Q_LOG_LEVEL"] = args.q_log_level
+    os.environ["BENCH_CONN_MAX_AGE"] = str(args.conn_max_age[0])
+    os.environ["BENCH_CHANNEL_LAYER"] = args.channel_layer
+    os.environ["BENCH_PG_OPTIONS"] = f"-c synchronous_commit={args.synchronous_commit}"
+
+
+def ensure_database(name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    conninfo = dict(
+        dbname="postgres",
+        user=os.environ.get("PGUSER", "postgres"),
+        host=os.environ.get("PGHOST", "127.0.0.1"),
+        port=os.environ.get("PGPORT", "5432"),
+    )
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            print(f"created database {name}")
+
+
+class Cluster:
+    """One ``python -m django qcluster`` subprocess in its own process group."""
+
+    live: set[Cluster] = set()  # started and not yet stopped, for the last-resort cleanup
+
+    def __init__(self, conn_max_age: int, log_path: Path) -> None:
+        self.conn_max_age = conn_max_age
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, BENCH_CONN_MAX_AGE=str(self.conn_max_age))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "django", "qcluster"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal does not reach it; stop() does
+            )
+        Cluster.live.add(self)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # the sentinel stops its workers, drains results
+            try:
+                proc.wait(STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                print(f"  cluster pid {proc.pid} did not stop in {STOP_GRACE:g} s: killing it")
+        # Whatever is left of the group this script started (workers, pusher, monitor).
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL whatever is left of the process group this script started."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.proc = None
+        Cluster.live.discard(self)
+
+
+HZ = os.sysconf("SC_CLK_TCK")
+CPU_GROUPS = ("cluster", "postgres", "redis", "this script", "other")
+
+
+def cpu_snapshot(cluster_pgid: int) -> tuple[dict[int, tuple[str, float]], float, float]:
+    """CPU seconds used so far by every process, grouped, plus the system's busy and
+    total CPU seconds (from /proc), to see where each job's CPU goes."""
+    processes: dict[int, tuple[str, float]] = {}
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        pid, pgid = int(entry), int(fields[2])
+        seconds = (int(fields[11]) + int(fields[12])) / HZ
+        if pgid == cluster_pgid:
+            group = "cluster"
+        elif comm.startswith("postgres"):
+            group = "postgres"
+        elif comm.startswith("redis"):
+            group = "redis"
+        elif pid == me:
+            group = "this script"
+        else:
+            group = "other"
+        processes[pid] = (group, seconds)
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return processes, (sum(ticks) - idle) / HZ, sum(ticks) / HZ
+
+
+def cpu_used(before, after) -> tuple[dict[str, float], float, float]:
+    """CPU seconds by group between two snapshots, and the system's busy and total."""
+    used = dict.fromkeys(CPU_GROUPS, 0.0)
+    for pid, (group, seconds) in after[0].items():
+        start = before[0].get(pid)
+        used[group] += seconds - (start[1] if start and start[0] == group else 0.0)
+    return used, after[1] - before[1], after[2] - before[2]
+
+
+def system_busy(seconds: float = 1.0) -> float:
+    """Fraction of the machine's CPU time that was busy over the next ``seconds``."""
+    _, busy0, total0 = cpu_snapshot(-1)
+    time.sleep(seconds)
+    _, busy1, total1 = cpu_snapshot(-1)
+    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+
+
+def wait_until_idle(args: argparse.Namespace) -> float:
+    """Wait for a quiet machine; return the busy fraction seen last."""
+    deadline = time.monotonic() + args.idle_wait
+    busy = system_busy()
+    while busy >= args.idle_below and time.monotonic() < deadline:
+        busy = system_busy()
+    if busy >= args.idle_below:
+        print(f"  (machine still {busy:.0%} busy after {args.idle_wait:g} s; running anyway)")
+    return busy
+
+
+def reset(redis_url: str) -> None:
+    """Empty the broker's Redis database and the tables the jobs write."""
+    import redis
+    from django.db import connection
+    from django_q.models import OrmQ, Task
+
+    from django_jobprogress.models import JobRecord
+
+    redis.Redis.from_url(redis_url).flushdb()
+    tables = [Task._meta.db_table, OrmQ._meta.db_table, JobRecord._meta.db_table]
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE " + ", ".join(connection.ops.quote_name(t) for t in tables))
+
+
+def enqueue_bare(n: int) -> None:
+    from django_q.tasks import async_task
+
+    for _ in range(n):
+        async_task("bench.tasks.noop")
+
+
+def enqueue_tracked(n: int) -> None:
+    from bench.tasks import Noop
+
+    for _ in range(n):
+        Noop.enqueue()
+
+
+VARIANTS = {"bare": enqueue_bare, "tracked": enqueue_tracked}
+
+
+def run_round(variant: str, args: argparse.Namespace, conn_max_age: int, log: Path) -> dict:
+    from django.db.models import Max, Min
+    from django_q.models import Task
+
+    from django_jobprogress.models import JobRecord
+
+    n = args.jobs
+    reset(args.redis_url)
+    idle = wait_until_idle(args)
+
+    started = time.perf_counter()
+    VARIANTS[variant](n)
+    enqueue_seconds = time.perf_counter() - started
+
+    cluster = Cluster(conn_max_age, log)
+    try:
+        cluster.start()
+        t_start = time.perf_counter()
+        t_first = t_all = None
+        while True:
+            done = Task.objects.count()
+            now = time.perf_counter()
+            if done and t_first is None:
+                t_first, done_first = now, done
+                cpu_first = cpu_snapshot(cluster.proc.pid)
+            if done >= n:
+                t_all = now
+                cpu = cpu_used(cpu_first, cpu_snapshot(cluster.proc.pid))
+                break
+            if not cluster.alive():
+                raise RuntimeError(f"the cluster exited early; see {log}")
+            if now - t_start > args.timeout:
+                raise RuntimeError(f"only {done}/{n} jobs done after {args.timeout:g} s; see {log}")
+            time.sleep(POLL)
+    finally:
+        cluster.stop()
+
+    stamps = Task.objects.aggregate(first=Min("stopped"), last=Max("stopped"))
+    stamp_span = (stamps["last"] - stamps["first"]).total_seconds()
+    span = t_all - t_first
+    measured = n - done_first
+    by_group, busy, total = cpu
+    result = {
+        "variant": variant,
+        "rate": measured / span if span > 0 else float("inf"),
+        "span": span,
+        "cpu_ms": {g: by_group[g] / measured * 1000 for g in CPU_GROUPS},
+        "busy": busy / total if total else 0.0,
+        "other_share": by_group["other"] / busy if busy else 0.0,
+        "stamp_rate": (n - 1) / stamp_span if stamp_span > 0 else float("inf"),
+        "with_startup_rate": n / (t_all - t_start),
+        "enqueue_rate": n / enqueue_seconds,
+        "failed": Task.objects.filter(success=False).count(),
+        "busy_before": idle,
+    }
+    if variant == "tracked":
+        records = JobRecord.objects.aggregate(first=Min("finished_at"), last=Max("finished_at"))
+        completed = JobRecord.objects.filter(status=JobRecord.Status.COMPLETED).count()
+        rspan = (records["last"] - records["first"]).total_seconds()
+        result["record_rate"] = (completed - 1) / rspan if rspan > 0 else float("inf")
+        result["not_completed"] = n - completed
+    return result
+
+
+def show_round(i: int, r: dict) -> None:
+    line = (
+        f"  round {i} {r['variant']:>7}: {r['rate']:6.1f} jobs/s "
+        f"({r['span']:.2f} s first..last result saved) | "
+        f"worker stamps {r['stamp_rate']:6.1f} | incl. start-up {r['with_startup_rate']:6.1f} | "
+        f"enqueue {r['enqueue_rate']:6.1f}/s"
+    )
+    print(line, flush=True)
+    cpu = "  ".join(f"{g} {ms:.2f}" for g, ms in r["cpu_ms"].items())
+    noisy = r["other_share"] > NOISY
+    print(
+        f"      CPU ms per job: {cpu}  (CPUs busy {r['busy']:.0%} during the round, "
+        f"{r['busy_before']:.0%} before it){'  NOISY' if noisy else ''}"
+    )
+    if r["failed"] or r.get("not_completed"):
+        print(
+            f"    WARNING: {r['failed']} django-q2 failures, "
+            f"{r.get('not_completed', 0)} records not completed"
+        )
+
+
+def summarize(conn_max_age: int, results: list[dict]) -> None:
+    def med(variant: str, key: str) -> float:
+        return statistics.median(r[key] for r in results if r["variant"] == variant)
+
+    def best(variant: str, key: str) -> float:
+        return max(r[key] for r in results if r["variant"] == variant)
+
+    bares = [r for r in results if r["variant"] == "bare"]
+    trackeds = [r for r in results if r["variant"] == "tracked"]
+    noisy = sum(r["other_share"] > NOISY for r in results)
+    print(
+        f"\n  summary, CONN_MAX_AGE={conn_max_age}, {len(bares)} rounds each "
+        f"({noisy} of {len(results)} rounds NOISY):"
+    )
+    for key, label, pick in (
+        ("rate", "THROUGHPUT, median", med),
+        ("rate", "THROUGHPUT, best round", best),
+        ("stamp_rate", "worker stamps, median", med),
+        ("with_startup_rate", "incl. start-up, median", med),
+        ("enqueue_rate", "enqueue, median", med),
+    ):
+        bare, tracked = pick("bare", key), pick("tracked", key)
+        print(
+            f"    {label:<24} bare {bare:7.1f} jobs/s   tracked {tracked:7.1f} jobs/s   "
+            f"tracked/bare {tracked / bare:.3f}"
+        )
+    for variant, rounds in (("bare", bares), ("tracked", trackeds)):
+        cpu = "  ".join(
+            f"{g} {statistics.median(r['cpu_ms'][g] for r in rounds):.2f}" for g in CPU_GROUPS
+        )
+        print(f"    CPU ms/job, {variant:<7}      {cpu}")
+    pairs = [t["rate"] / b["rate"] for b, t in zip(bares, trackeds, strict=True)]
+    print("    per-round ratios (throughput): " + "  ".join(f"{p:.3f}" for p in pairs))
+
+
+def main() -> int:
+    args = parse_args()
+    configure(args)
+    ensure_database(args.db_name)
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+    log_dir = Path(tempfile.mkdtemp(prefix="jobprogress-bench-"))
+    print(
+        f"{args.jobs} no-op jobs per round, {args.workers} workers, Redis broker "
+        f"{args.redis_url}, PostgreSQL {args.db_name}, channel layer {args.channel_layer}, "
+        f"synchronous_commit {args.synchronous_commit}, {args.rounds} rounds per variant; "
+        f"cluster logs in {log_dir} (removed at the end when empty)",
+        flush=True,
+    )
+    for conn_max_age in args.conn_max_age:
+        print(f"\nCONN_MAX_AGE = {conn_max_age}", flush=True)
+        results = []
+        for i in range(1, args.rounds + 1):
+            for variant in ("bare", "tracked"):
+                log = log_dir / f"qcluster-cma{conn_max_age}-{i}-{variant}.log"
+                result = run_round(variant, args, conn_max_age, log)
+                results.append(result)
+                show_round(i, result)
+        summarize(conn_max_age, results)
+    reset(args.redis_url)
+    for log in log_dir.iterdir():  # keep only logs that say something
+        if log.stat().st_size == 0:
+            log.unlink()
+    if not any(log_dir.iterdir()):
+        log_dir.rmdir()
+    return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through run_round's finally: stops the cluster
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+        sys.exit(130)
+    finally:
+        for cluster in list(Cluster.live):  # e.g. a second Ctrl-C during a graceful stop
+            cluster.kill()
