@@ -15,6 +15,14 @@ def service_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def clear_run_keys(client) -> None:
+    """Delete this test run's Redis keys (queues, channel layers), and no one else's."""
+    from django.conf import settings
+
+    for key in client.scan_iter(match=f"*{settings.RUN_ID}*", count=1000):
+        client.delete(key)
+
+
 @pytest.fixture
 def make_user(db):
     counter = iter(range(10_000))

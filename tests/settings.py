@@ -47,6 +47,10 @@ TEMPLATES = [
     }
 ]
 
+# One id per test run, inherited by the worker subprocesses a run starts, so that
+# runs side by side never share a database, a queue or channel-layer keys.
+RUN_ID = os.environ.setdefault("JOBPROGRESS_TEST_RUN_ID", str(os.getpid()))
+
 DB_VENDOR = os.environ.get("JOBPROGRESS_TEST_DB", "sqlite")
 WORKER_DB_NAME = os.environ.get("JOBPROGRESS_TEST_DB_NAME")
 
@@ -61,12 +65,12 @@ if DB_VENDOR == "postgres":
             # Threads of the test process (Channels' executor, the ticker) must not keep
             # connections open, or the test database cannot be dropped at the end.
             "CONN_MAX_AGE": 0,
-            "TEST": {"NAME": "test_jobprogress"},
+            "TEST": {"NAME": f"test_jobprogress_{RUN_ID}"},
         }
     }
 else:
     # A file, not :memory:, so a worker subprocess can open the same database.
-    _sqlite = os.path.join(tempfile.gettempdir(), f"jobprogress-tests-{os.getpid()}.sqlite3")
+    _sqlite = os.path.join(tempfile.gettempdir(), f"jobprogress-tests-{RUN_ID}.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -77,9 +81,11 @@ else:
     }
 
 REDIS_URL = os.environ.get("JOBPROGRESS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Channel-layer key prefix of this run (tests that configure a Redis layer use it).
+CHANNELS_PREFIX = f"asgi-{RUN_ID}"
 
 Q_CLUSTER = {
-    "name": "jobprogress-tests",
+    "name": f"jobprogress-tests-{RUN_ID}",
     "workers": 2,
     "timeout": 20,
     "retry": 30,

@@ -17,7 +17,7 @@ from django_jobprogress.consumers import _hubs
 from django_jobprogress.groups import job_group
 from django_jobprogress.models import JobRecord
 from django_jobprogress.routing import websocket_urlpatterns
-from tests.conftest import service_missing
+from tests.conftest import clear_run_keys, service_missing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,12 +47,11 @@ async def close_executor_connections():
 @pytest.fixture(params=sorted(LAYERS))
 def redis_layer(request, settings):
     client = redis_client()
-    client.flushdb()
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": LAYERS[request.param], "CONFIG": {"hosts": [settings.REDIS_URL]}}
-    }
+    clear_run_keys(client)
+    config = {"hosts": [settings.REDIS_URL], "prefix": settings.CHANNELS_PREFIX}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": LAYERS[request.param], "CONFIG": config}}
     yield client
-    client.flushdb()
+    clear_run_keys(client)
 
 
 @pytest.fixture
@@ -177,5 +176,6 @@ async def test_two_hundred_sockets_connect_update_and_leave_together(redis_layer
     group = job_group(owned_job.pk)
     assert all(group not in hub.watchers for hub in _hubs.values())
     # Nothing is left subscribed or registered in Redis for the group.
-    assert redis_layer.pubsub_numsub(f"asgi__group__{group}")[0][1] == 0
-    assert redis_layer.zcard(f"asgi:group:{group}") == 0
+    prefix = django_settings.CHANNELS_PREFIX
+    assert redis_layer.pubsub_numsub(f"{prefix}__group__{group}")[0][1] == 0
+    assert redis_layer.zcard(f"{prefix}:group:{group}") == 0

@@ -23,7 +23,7 @@ from django.db import connection
 from django_jobprogress import progress_task
 from django_jobprogress.models import WORKER_LOST, JobRecord
 from tests import jobs
-from tests.conftest import service_missing
+from tests.conftest import clear_run_keys, service_missing
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -189,7 +189,7 @@ def cluster(broker, django_db_setup, tmp_path_factory):
     env.pop("JOBPROGRESS_TEST_BROKER", None)
     if broker == "redis":
         env["JOBPROGRESS_TEST_BROKER"] = "redis"
-        _redis_client().flushdb()
+        clear_run_keys(_redis_client())
     log_path = tmp_path_factory.mktemp("qcluster") / f"qcluster-{broker}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -216,7 +216,7 @@ def enqueue_to_cluster(cluster, settings, monkeypatch):
     if cluster.broker == "redis":
         monkeypatch.setattr(Conf, "ORM", None)
         monkeypatch.setattr(Conf, "REDIS", settings.REDIS_URL)
-        _redis_client().flushdb()
+        clear_run_keys(_redis_client())
     else:
         monkeypatch.setattr(Conf, "ORM", "default")
     cluster.assert_alive()
