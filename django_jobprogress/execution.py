@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 from django_jobprogress import conf
+from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.exceptions import JobCancelled
 from django_jobprogress.models import JobRecord
 from django_jobprogress.progress import Progress
@@ -27,12 +28,12 @@ def run_job(job_id: str) -> Any:
     exception, including django-q2's ``SystemExit``-based timeout, marks the
     job failed (or pending for a retry) and is re-raised to the queue.
     """
-    record = JobRecord.objects.filter(pk=job_id).first()
+    delivery_id = get_queue_adapter().current_delivery_id()
+    record = JobRecord.objects.claim(
+        job_id, host=HOSTNAME, pid=os.getpid(), delivery_id=delivery_id
+    )
     if record is None:
-        logger.warning("job %s does not exist; delivery dropped", job_id)
-        return None
-    if not record.claim(host=HOSTNAME, pid=os.getpid()):
-        logger.info("job %s is %s; delivery dropped", job_id, record.status)
+        logger.info("job %s is missing, finished or running elsewhere; delivery dropped", job_id)
         return None
     try:
         task = resolve_task(record.task_name)

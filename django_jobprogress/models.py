@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress import conf
+from django_jobprogress import conf, fastsql
 from django_jobprogress.exceptions import DuplicateJob
 from django_jobprogress.signals import job_finished, job_progress, job_started
 from django_jobprogress.snapshots import job_snapshot
@@ -70,6 +70,42 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
                     raise DuplicateJob(existing) from None
                 return existing, False
         raise RuntimeError(f"could not enqueue {fields['task_name']!r} with key {key!r}")
+
+    def claim(
+        self,
+        job_id: Any,
+        *,
+        host: str,
+        pid: int,
+        delivery_id: str = "",
+        now: datetime | None = None,
+        _instance: JobRecord | None = None,
+    ) -> JobRecord | None:
+        """Claim job ``job_id`` for this worker and return it, or None if it is not
+        claimable (finished, cancelled, or running with a fresh heartbeat)."""
+        now = now or timezone.now()
+        template = _instance or self.model(pk=job_id)
+        values = template._claim_values(host, pid, delivery_id, now)
+        record = fastsql.claim_returning(
+            self.model,
+            self.db,
+            job_id,
+            pending=JobRecord.Status.PENDING,
+            running=JobRecord.Status.RUNNING,
+            now=now,
+            values=values,
+        )
+        if record is NotImplemented:  # no UPDATE ... RETURNING here: read, then claim
+            record = _instance or self.filter(pk=job_id).order_by().first()
+            if record is None or not record._claim_with_orm(values, now):
+                return None
+        elif record is None:
+            return None
+        if _instance is not None and record is not _instance:
+            _instance.__dict__.update({k: v for k, v in record.__dict__.items() if k != "_state"})
+            record = _instance
+        record._send_on_commit(job_started)
+        return record
 
     def fail_stalled(self, now: datetime | None = None) -> int:
         """Mark lost jobs (stale heartbeat) FAILED "worker lost"; return how many."""
@@ -167,7 +203,6 @@ class JobRecord(models.Model):
         indexes = [
             models.Index(fields=["status", "-created_at"], name="jobprogress_status_created"),
             models.Index(fields=["task_name", "-created_at"], name="jobprogress_task_created"),
-            models.Index(fields=["status", "stale_after"], name="jobprogress_status_stale"),
             models.Index(fields=["status", "finished_at"], name="jobprogress_status_finished"),
         ]
         constraints = [
@@ -231,36 +266,59 @@ class JobRecord(models.Model):
                     setattr(self, name, value)
         return won
 
+    def _update_if_status(self, statuses: tuple[str, ...], **changes: Any) -> bool:
+        """``_update`` for the common guard "status in statuses", without the ORM's
+        compile cost (see ``fastsql``)."""
+        won = fastsql.update_if(type(self), self._state.db or "default", self.pk, statuses, changes)
+        if won:
+            for name, value in changes.items():
+                setattr(self, name, value)
+        return won
+
     def _send_on_commit(self, signal) -> None:
         transaction.on_commit(lambda: signal.send(sender=JobRecord, record=self))
 
-    def claim(self, *, host: str, pid: int, now: datetime | None = None) -> bool:
+    def claim(
+        self, *, host: str, pid: int, delivery_id: str = "", now: datetime | None = None
+    ) -> bool:
         """PENDING -> RUNNING for this worker; also retakes a RUNNING job whose heartbeat
         is stale (its worker is gone). A second delivery of a live job loses."""
-        now = now or timezone.now()
+        fresh = type(self).objects.claim(
+            self.pk, host=host, pid=pid, delivery_id=delivery_id, now=now, _instance=self
+        )
+        return fresh is not None
+
+    def _claim_values(self, host: str, pid: int, delivery_id: str, now: datetime) -> dict:
+        values = {
+            "status": self.Status.RUNNING,
+            # A retry starts over: nothing the previous attempt reported carries on.
+            "progress": 0.0,
+            "current": 0,
+            "total": None,
+            "stage": "",
+            "message": "",
+            "fields": {},
+            "started_at": now,
+            "heartbeat_at": now,
+            "progress_at": now,
+            "worker_host": host[:255],
+            "worker_pid": pid,
+        }
+        if delivery_id:
+            values["queue_task_id"] = str(delivery_id)[:64]
+        return values
+
+    def _claim_with_orm(self, values: dict[str, Any], now: datetime) -> bool:
         guard = Q(status=self.Status.PENDING) | Q(status=self.Status.RUNNING, stale_after__lt=now)
         won = self._update(
             guard,
-            status=self.Status.RUNNING,
+            **values,
             attempts=F("attempts") + 1,
-            # A retry starts over: nothing the previous attempt reported carries on.
-            progress=0.0,
-            current=0,
-            total=None,
-            stage="",
-            message="",
-            fields={},
-            started_at=now,
-            heartbeat_at=now,
-            progress_at=now,
             stale_after=now + timedelta(seconds=self.stall_timeout),
             progress_deadline=self._progress_deadline(now),
-            worker_host=host[:255],
-            worker_pid=pid,
         )
         if won:
             self.attempts += 1
-            self._send_on_commit(job_started)
         return won
 
     def _progress_deadline(self, now: datetime) -> datetime | None:
@@ -271,8 +329,8 @@ class JobRecord(models.Model):
     def save_progress(self, values: dict[str, Any], now: datetime | None = None) -> bool:
         """Persist reported progress (and refresh the heartbeat) while RUNNING."""
         now = now or timezone.now()
-        won = self._update(
-            Q(status=self.Status.RUNNING),
+        won = self._update_if_status(
+            (self.Status.RUNNING,),
             **values,
             heartbeat_at=now,
             progress_at=now,
@@ -286,15 +344,19 @@ class JobRecord(models.Model):
     def beat(self, now: datetime | None = None) -> bool:
         """Refresh the heartbeat of a RUNNING job; False once it is no longer running."""
         now = now or timezone.now()
-        return self._update(
-            Q(status=self.Status.RUNNING),
+        return self._update_if_status(
+            (self.Status.RUNNING,),
             heartbeat_at=now,
             stale_after=now + timedelta(seconds=self.stall_timeout),
         )
 
-    def _finish(self, guard: Q, status: str, **changes: Any) -> bool:
+    def _finish(self, guard: Q | tuple[str, ...], status: str, **changes: Any) -> bool:
         now = timezone.now()
-        won = self._update(guard, status=status, finished_at=now, heartbeat_at=now, **changes)
+        changes.update(status=status, finished_at=now, heartbeat_at=now)
+        if isinstance(guard, tuple):
+            won = self._update_if_status(guard, **changes)
+        else:
+            won = self._update(guard, **changes)
         if won:
             self._send_on_commit(job_finished)
         return won
@@ -303,7 +365,7 @@ class JobRecord(models.Model):
         """RUNNING -> COMPLETED with ``result``; progress becomes 1.0."""
         values["progress"] = 1.0
         return self._finish(
-            Q(status=self.Status.RUNNING),
+            (self.Status.RUNNING,),
             self.Status.COMPLETED,
             result=result,
             error="",  # an earlier attempt's error no longer describes the job
@@ -314,7 +376,7 @@ class JobRecord(models.Model):
     def fail(self, error: str, traceback: str = "", **values: Any) -> bool:
         """PENDING/RUNNING -> FAILED with the error and its traceback."""
         return self._finish(
-            Q(status__in=self.UNFINISHED),
+            tuple(self.UNFINISHED),
             self.Status.FAILED,
             error=error,
             traceback=traceback,
@@ -325,8 +387,8 @@ class JobRecord(models.Model):
         """An attempt raised: back to PENDING for the queue's retry while attempts
         remain, else FAILED. Returns whether this call changed the row."""
         if self.attempts < self.max_attempts:
-            retried = self._update(
-                Q(status=self.Status.RUNNING),
+            retried = self._update_if_status(
+                (self.Status.RUNNING,),
                 status=self.Status.PENDING,
                 error=error,
                 traceback=traceback,
@@ -340,7 +402,7 @@ class JobRecord(models.Model):
                 self._send_on_commit(job_progress)
             return retried
         return self._finish(
-            Q(status=self.Status.RUNNING),
+            (self.Status.RUNNING,),
             self.Status.FAILED,
             error=error,
             traceback=traceback,
@@ -362,7 +424,7 @@ class JobRecord(models.Model):
 
     def mark_cancelled(self, **values: Any) -> bool:
         """RUNNING -> CANCELLED, after the task stopped at a checkpoint."""
-        return self._finish(Q(status=self.Status.RUNNING), self.Status.CANCELLED, **values)
+        return self._finish((self.Status.RUNNING,), self.Status.CANCELLED, **values)
 
     def request_cancel(self, by: Any = None) -> bool:
         """Ask the job to stop; True if the cancel took effect or is now pending.
@@ -375,7 +437,7 @@ class JobRecord(models.Model):
         now = timezone.now()
         by_id = by.pk if by is not None else None
         if self._finish(
-            Q(status=self.Status.PENDING),
+            (self.Status.PENDING,),
             self.Status.CANCELLED,
             cancel_requested_at=now,
             cancel_requested_by_id=by_id,
@@ -403,9 +465,3 @@ class JobRecord(models.Model):
         if won:
             self._send_on_commit(job_progress)
         return won
-
-    def note_queue_task_id(self, task_id: str) -> None:
-        """Remember the queue's own id for this job (for cross-referencing)."""
-        if task_id:
-            type(self)._base_manager.filter(pk=self.pk).update(queue_task_id=str(task_id)[:64])
-            self.queue_task_id = str(task_id)[:64]

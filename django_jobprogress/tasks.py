@@ -285,8 +285,7 @@ def _max_attempts(options: TaskOptions, adapter: Any) -> int:
 
 def _hand_off(adapter: Any, record: JobRecord, options: TaskOptions) -> None:
     try:
-        task_id = adapter.enqueue(record, options)
+        adapter.enqueue(record, options)  # the worker records the queue's id when it claims
     except Exception as exc:
         record.fail(f"could not enqueue: {type(exc).__name__}: {exc}")
         raise
-    record.note_queue_task_id(task_id)

@@ -33,6 +33,10 @@ class QueueAdapter(ABC):
         """The attempts the queue will really make when a task asks for ``wanted``."""
         return wanted
 
+    def current_delivery_id(self) -> str:
+        """The queue's id of the delivery being run in this thread, if it tells."""
+        return ""
+
     def ready(self) -> None:  # noqa: B027  (an optional hook)
         """Wire signal receivers; called once from ``AppConfig.ready()``."""
 

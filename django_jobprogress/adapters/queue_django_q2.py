@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -18,6 +19,11 @@ logger = logging.getLogger(__name__)
 
 RUN_JOB = "django_jobprogress.execution.run_job"
 RETRYING_BROKERS = ("orm", "sqs", "mongo")
+
+
+def delivery_name(record: JobRecord) -> str:
+    """The django-q2 task name of ``record``'s deliveries (its Task rows carry it)."""
+    return f"{record.task_name.rsplit('.', 1)[-1][:60]}:{record.pk}"
 
 
 def _q_cluster() -> dict[str, Any]:
@@ -45,7 +51,8 @@ class DjangoQ2Queue(QueueAdapter):
         from django_q.tasks import async_task
 
         q_options: dict[str, Any] = {
-            "task_name": f"jobprogress:{record.task_name}"[:100],
+            # django-q2's task name links its rows back to the job: "<Task>:<job id>".
+            "task_name": delivery_name(record),
             "ack_failure": record.max_attempts <= 1,
         }
         if record.queue:
@@ -53,6 +60,9 @@ class DjangoQ2Queue(QueueAdapter):
         if options.timeout is not None:
             q_options["timeout"] = options.timeout
         return str(async_task(RUN_JOB, str(record.pk), q_options=q_options) or "")
+
+    def current_delivery_id(self) -> str:
+        return getattr(_delivery, "task_id", "")
 
     def default_max_attempts(self) -> int:
         conf = _q_cluster()
@@ -69,9 +79,10 @@ class DjangoQ2Queue(QueueAdapter):
         return wanted
 
     def ready(self) -> None:
-        from django_q.signals import post_execute
+        from django_q.signals import post_execute, pre_execute
 
         post_execute.connect(close_unfinished, dispatch_uid="django_jobprogress.close_unfinished")
+        pre_execute.connect(remember_delivery, dispatch_uid="django_jobprogress.remember_delivery")
 
     def check(self) -> list[checks.CheckMessage]:
         conf = _q_cluster()
@@ -96,6 +107,14 @@ class DjangoQ2Queue(QueueAdapter):
                 )
             ]
         return []
+
+
+_delivery = threading.local()
+
+
+def remember_delivery(sender: Any, func: Any, task: dict[str, Any], **kwargs: Any) -> None:
+    """Worker side, just before a task runs: its django-q2 id, for the job's claim."""
+    _delivery.task_id = task.get("id", "") if task.get("func") == RUN_JOB else ""
 
 
 def close_unfinished(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
