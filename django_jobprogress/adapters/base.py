@@ -62,8 +62,12 @@ class PushAdapter(ABC):
         return True
 
     @abstractmethod
-    def publish(self, group: str, snapshot: dict[str, Any]) -> None:
-        """Queue ``snapshot`` for the sockets of ``group``; must return at once."""
+    def publish(self, group: str, snapshot: dict[str, Any], delay: float = 0.0) -> None:
+        """Queue ``snapshot`` for the sockets of ``group``; must return at once.
+
+        With ``delay``, the snapshot waits that long and is dropped if a newer one
+        for the group arrives meanwhile (a short job's "started" is not worth a send).
+        """
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Wait until queued broadcasts are sent; True if nothing is left."""

@@ -39,7 +39,8 @@ class _SenderLoop:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.pending: dict[str, dict[str, Any]] = {}
+        # group -> (newest message, when it is due on the loop's clock)
+        self.pending: dict[str, tuple[dict[str, Any], float]] = {}
         self.idle = threading.Event()
         self.idle.set()
         self._wake: asyncio.Event | None = None
@@ -56,26 +57,36 @@ class _SenderLoop:
         ready.set()
         self.loop.run_until_complete(self._send_forever())
 
-    def submit(self, group: str, message: dict[str, Any]) -> None:
+    def submit(self, group: str, message: dict[str, Any], delay: float = 0.0) -> None:
         self.idle.clear()
-        self.loop.call_soon_threadsafe(self._queue, group, message)
+        self.loop.call_soon_threadsafe(self._queue, group, message, delay)
 
-    def _queue(self, group: str, message: dict[str, Any]) -> None:
-        self.pending[group] = message  # a newer snapshot replaces an unsent one
+    def _queue(self, group: str, message: dict[str, Any], delay: float) -> None:
+        due = self.loop.time() + delay
+        if group in self.pending:  # a newer snapshot replaces an unsent one
+            due = min(due, self.pending[group][1])
+        self.pending[group] = (message, due)
         self._wake.set()
 
     async def _send_forever(self) -> None:
         while True:
-            await self._wake.wait()
+            if not self.pending:
+                self.idle.set()
+                await self._wake.wait()
             self._wake.clear()
-            batch, self.pending = self.pending, {}
+            now = self.loop.time()
+            due = {g: m for g, (m, when) in self.pending.items() if when <= now}
+            if not due:  # only delayed snapshots: sleep until the first is due, or news
+                wait = min(when for _, when in self.pending.values()) - now
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            for group in due:
+                del self.pending[group]
             layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
             timeout = conf.get("PUSH_TIMEOUT")
             if layer is not None:
-                sends = (self._send(layer, group, msg, timeout) for group, msg in batch.items())
-                await asyncio.gather(*sends)
-            if not self.pending:
-                self.idle.set()
+                await asyncio.gather(*(self._send(layer, g, m, timeout) for g, m in due.items()))
 
     async def _send(self, layer: Any, group: str, message: dict[str, Any], timeout: float) -> None:
         try:
@@ -107,9 +118,9 @@ class ChannelsPush(PushAdapter):
         """Only a cross-process layer is worth publishing to; else sockets watch the DB."""
         return layer_crosses_processes()
 
-    def publish(self, group: str, snapshot: dict[str, Any]) -> None:
+    def publish(self, group: str, snapshot: dict[str, Any], delay: float = 0.0) -> None:
         message = {"type": MESSAGE_TYPE, "group": group, "snapshot": snapshot}
-        self._get_sender().submit(group, message)
+        self._get_sender().submit(group, message, delay)
 
     def flush(self, timeout: float = 1.0) -> bool:
         sender = self._sender

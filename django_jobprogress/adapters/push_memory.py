@@ -10,7 +10,7 @@ from django_jobprogress.adapters.base import PushAdapter
 class NullPush(PushAdapter):
     """Sends nothing; sockets watch the database."""
 
-    def publish(self, group: str, snapshot: dict[str, Any]) -> None:
+    def publish(self, group: str, snapshot: dict[str, Any], delay: float = 0.0) -> None:
         return None
 
 
@@ -19,5 +19,5 @@ class RecordingPush(PushAdapter):
 
     sent: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(self, group: str, snapshot: dict[str, Any]) -> None:
+    def publish(self, group: str, snapshot: dict[str, Any], delay: float = 0.0) -> None:
         self.sent.append((group, snapshot))
