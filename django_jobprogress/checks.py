@@ -84,10 +84,22 @@ def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.
 @checks.register()
 def check_queue_adapter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from django_jobprogress.adapters import get_queue_adapter
+
+    return _check_adapter(get_queue_adapter, "jobprogress.E005")
+
+
+@checks.register()
+def check_push_adapter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    from django_jobprogress.adapters import get_push_adapter
+
+    return _check_adapter(get_push_adapter, "jobprogress.E009")
+
+
+def _check_adapter(load: Any, check_id: str) -> list[checks.CheckMessage]:
     from django_jobprogress.exceptions import JobProgressConfigurationError
 
     try:
-        adapter = get_queue_adapter()
+        adapter = load()
     except JobProgressConfigurationError as exc:
-        return [checks.Error(str(exc), id="jobprogress.E005")]
+        return [checks.Error(str(exc), id=check_id)]
     return adapter.check()

@@ -2,7 +2,12 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from django_jobprogress.checks import check_installed_apps, check_queue_adapter, check_settings
+from django_jobprogress.checks import (
+    check_installed_apps,
+    check_push_adapter,
+    check_queue_adapter,
+    check_settings,
+)
 
 Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
 
@@ -122,3 +127,14 @@ def test_django_q2_retry_must_exceed_timeout(settings, q_cluster, expected):
     settings.JOBPROGRESS = {"QUEUE_ADAPTER": Q2}
     settings.Q_CLUSTER = q_cluster
     assert check_queue_adapter() == expected
+
+
+@override_settings(JOBPROGRESS={"PUSH_ADAPTER": "django_jobprogress.adapters.base.QueueAdapter"})
+def test_push_adapter_of_the_wrong_kind():
+    assert check_push_adapter() == [
+        checks.Error(
+            "JOBPROGRESS[\"PUSH_ADAPTER\"] = 'django_jobprogress.adapters.base.QueueAdapter' is "
+            "not a PushAdapter subclass",
+            id="jobprogress.E009",
+        )
+    ]
