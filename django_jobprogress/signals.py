@@ -9,3 +9,6 @@ from django.dispatch import Signal
 job_started = Signal()
 job_progress = Signal()
 job_finished = Signal()
+
+# Sent with ``sender=Batch`` and ``batch=<Batch>`` once a batch has finished.
+batch_finished = Signal()

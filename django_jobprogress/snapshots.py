@@ -49,7 +49,7 @@ def job_snapshot(record: Any, now: datetime | None = None) -> dict[str, Any]:
         "started": _iso(record.started_at),
         "finished": _iso(record.finished_at),
         "updated": _iso(_updated(record)),
-        "batch": None,
+        "batch": str(record.batch_id) if record.batch_id else None,
     }
 
 
@@ -63,3 +63,38 @@ def _updated(record: Any) -> datetime | None:
         record.finished_at,
     )
     return max((m for m in moments if m is not None), default=None)
+
+
+def batch_snapshot(
+    batch: Any, counts: dict[str, Any], now: datetime | None = None
+) -> dict[str, Any]:
+    """A batch as its viewers see it; ``counts`` are its live pending/running figures.
+
+    ``progress`` is the mean of the members' progress: finished members count as
+    done, running ones with their own progress, so the bar moves during long jobs.
+    """
+    done = batch.succeeded + batch.failed + batch.cancelled
+    if batch.total:
+        fraction = min((done + counts["running_progress"]) / batch.total, 1.0)
+    else:
+        fraction = 1.0 if batch.finished_at else 0.0
+    return {
+        "id": str(batch.pk),
+        "name": batch.name,
+        "kind": "batch",
+        "status": str(batch.status),
+        "progress": float(fraction),
+        "total": batch.total,
+        "pending": counts["pending"],
+        "running": counts["running"],
+        "succeeded": batch.succeeded,
+        "failed": batch.failed,
+        "cancelled": batch.cancelled,
+        "sealed": batch.sealed,
+        "cancel_requested": batch.cancel_requested_at is not None,
+        "cancellable": not batch.is_finished and batch.cancel_requested_at is None,
+        "created": _iso(batch.created_at),
+        "finished": _iso(batch.finished_at),
+        # Batch snapshots mix rows of many jobs: they are ordered by when they were read.
+        "updated": _iso(now or timezone.now()),
+    }

@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.exceptions import JobProgressConfigurationError
-from django_jobprogress.models import JobRecord
+from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.progress import Progress, check_fraction, check_json
 
 ON_CONFLICT_CHOICES = ("return", "raise")
@@ -139,12 +139,16 @@ class JobProgressMixin(JobContext):
         key: str | None = None,
         queue: str | None = None,
         on_conflict: str = "return",
+        batch: Any = None,
         **kwargs: Any,
     ) -> JobRecord:
-        """Start the task in a worker; returns its PENDING ``JobRecord``."""
-        return enqueue(
-            cls, args, kwargs, owner=owner, key=key, queue=queue, on_conflict=on_conflict
-        )
+        """Start the task in a worker; returns its PENDING ``JobRecord``.
+
+        ``owner`` may watch and cancel it; ``key`` allows one unfinished job per key;
+        ``batch`` (from ``Batch.open``) makes it a member of that batch.
+        """
+        options = dict(owner=owner, key=key, queue=queue, on_conflict=on_conflict, batch=batch)
+        return enqueue(cls, args, kwargs, **options)
 
     @classmethod
     def perform(cls, record: JobRecord, progress: Progress) -> Any:
@@ -178,12 +182,16 @@ class ProgressTask:
         key: str | None = None,
         queue: str | None = None,
         on_conflict: str = "return",
+        batch: Any = None,
         **kwargs: Any,
     ) -> JobRecord:
-        """Start the task in a worker; returns its PENDING ``JobRecord``."""
-        return enqueue(
-            self, args, kwargs, owner=owner, key=key, queue=queue, on_conflict=on_conflict
-        )
+        """Start the task in a worker; returns its PENDING ``JobRecord``.
+
+        ``owner`` may watch and cancel it; ``key`` allows one unfinished job per key;
+        ``batch`` (from ``Batch.open``) makes it a member of that batch.
+        """
+        options = dict(owner=owner, key=key, queue=queue, on_conflict=on_conflict, batch=batch)
+        return enqueue(self, args, kwargs, **options)
 
     def perform(self, record: JobRecord, progress: Progress) -> Any:
         context = JobContext()
@@ -233,8 +241,10 @@ def enqueue(
     key: str | None = None,
     queue: str | None = None,
     on_conflict: str = "return",
+    batch: Any = None,
 ) -> JobRecord:
-    """Write the PENDING row and hand it to the queue once committed."""
+    """Write the PENDING row (counted in ``batch``, if given) and hand it to the queue
+    once committed."""
     name = task.get_task_name()
     try:
         found = import_string(name)
@@ -251,6 +261,8 @@ def enqueue(
         raise ValueError(f"key must be a non-empty string of at most 255 characters, got {key!r}")
     if queue is not None and not isinstance(queue, str):
         raise TypeError(f"queue must be a string, got {queue!r}")
+    if batch is not None and not isinstance(batch, Batch):
+        raise TypeError(f"batch must be a Batch (from Batch.open(...)), got {batch!r}")
     for position, value in enumerate(args, 1):
         check_json(f"argument {position}", value)
     for kw, value in kwargs.items():
@@ -265,6 +277,7 @@ def enqueue(
         kwargs=kwargs,
         owner=_owner_or_none(owner),
         key=key,
+        batch=batch,
         queue=queue or options.queue or "",
         cancellable=options.cancellable,
         cancel_threshold=options.cancel_threshold,

@@ -115,3 +115,9 @@ def goes_silent(job, gate):
     job.progress.update(0.1)
     gates[gate].wait(10)
     job.progress.update(0.2)  # raises JobNotRunning: the job was failed meanwhile
+
+
+@progress_task
+def batch_callback(job, batch, tag=""):
+    """A batch callback: returns what it was told, so tests can see it ran and how."""
+    return {"batch": batch["id"], "status": batch["status"], "tag": tag}

@@ -8,6 +8,7 @@ once the change has committed, sends the matching signal.
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,10 +57,14 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         concurrent calls can never both create an unfinished job.
         """
         key = fields.get("key")
+        batch = fields.get("batch")
         for _attempt in range(3):
             try:
                 with transaction.atomic(using=self.db):
-                    return self.create(**fields), True
+                    record = self.create(**fields)
+                    if batch is not None:
+                        batch.count_new_member()
+                    return record, True
             except IntegrityError:
                 if key is None:
                     raise
@@ -162,6 +167,14 @@ class JobRecord(models.Model):
         related_name="jobprogress_jobs",
     )
     # NULL, not "": the partial unique constraint must ignore jobs without a key.
+    batch = models.ForeignKey(
+        "django_jobprogress.Batch",
+        verbose_name=_("batch"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+    )
     key = models.CharField(_("key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     queue = models.CharField(_("queue"), max_length=100, blank=True)
     queue_task_id = models.CharField(_("queue task id"), max_length=64, blank=True)
@@ -204,6 +217,7 @@ class JobRecord(models.Model):
             models.Index(fields=["status", "-created_at"], name="jobprogress_status_created"),
             models.Index(fields=["task_name", "-created_at"], name="jobprogress_task_created"),
             models.Index(fields=["status", "finished_at"], name="jobprogress_status_finished"),
+            models.Index(fields=["batch", "status"], name="jobprogress_batch_members"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -351,12 +365,21 @@ class JobRecord(models.Model):
         )
 
     def _finish(self, guard: Q | tuple[str, ...], status: str, **changes: Any) -> bool:
+        """The one way a job ends; a batch member's end is counted in the same
+        transaction, so its batch's counters are never behind its members."""
         now = timezone.now()
         changes.update(status=status, finished_at=now, heartbeat_at=now)
-        if isinstance(guard, tuple):
-            won = self._update_if_status(guard, **changes)
-        else:
-            won = self._update(guard, **changes)
+        in_batch = self.batch_id is not None
+        db = self._state.db or "default"
+        with transaction.atomic(using=db) if in_batch else nullcontext():
+            if isinstance(guard, tuple):
+                won = self._update_if_status(guard, **changes)
+            else:
+                won = self._update(guard, **changes)
+            if won and in_batch:
+                from django_jobprogress.models.batches import Batch
+
+                Batch.objects.member_finished(self.batch_id, status)
         if won:
             self._send_on_commit(job_finished)
         return won

@@ -1,0 +1,312 @@
+"""``Batch``: many jobs tracked as one, with callbacks enqueued exactly once.
+
+Completion is detected by counters on the batch row, updated in the same
+transaction as each member's final transition (O(1) per job, never a scan of
+the jobs table), so pruning member rows cannot stop a batch from finishing.
+The transition that makes a sealed batch finished claims each callback with a
+conditional UPDATE (``..._enqueued_at IS NULL``): one winner, even with many
+workers committing at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from django_jobprogress import conf
+from django_jobprogress.signals import batch_finished
+
+logger = logging.getLogger(__name__)
+
+BATCH_TOKEN_SALT = "django_jobprogress.batch-access"
+CALLBACKS = ("on_complete", "on_success", "on_failure")
+FINAL_COUNTER = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
+
+
+class BatchSealed(Exception):
+    """A job was added to a batch that is already sealed."""
+
+
+def _callback_name(callback: Any) -> str:
+    """A callback given as a progress task (class or ``@progress_task``) or dotted path."""
+    if callback is None or callback == "":
+        return ""
+    if isinstance(callback, str):
+        return callback
+    if hasattr(callback, "get_task_name"):
+        return callback.get_task_name()
+    raise TypeError(
+        f"a batch callback must be a progress task or its dotted path, got {callback!r}"
+    )
+
+
+class BatchManager(models.Manager):
+    def member_finished(self, batch_id: Any, outcome: str) -> None:
+        """Count a member's final transition; finish the batch if it was the last.
+
+        Must run inside the transaction of that transition.
+        """
+        counter = FINAL_COUNTER[outcome]
+        self.filter(pk=batch_id).update(**{counter: F(counter) + 1})
+        self.model(pk=batch_id)._finish_if_done()
+
+
+class Batch(models.Model):
+    """A group of jobs that finishes when its last member does."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        """Jobs are still being added (inside ``Batch.open(...)``)."""
+        RUNNING = "running", _("Running")
+        """Sealed; some members have not finished."""
+        COMPLETED = "completed", _("Completed")
+        """Every member finished and none failed (or failures are allowed)."""
+        FAILED = "failed", _("Failed")
+        """A member failed and ``allow_failures`` is off."""
+        CANCELLED = "cancelled", _("Cancelled")
+        """The batch was cancelled."""
+
+    UNFINISHED = (Status.OPEN, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(_("name"), max_length=255)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobprogress_batches",
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    sealed = models.BooleanField(_("sealed"), default=False)
+    allow_failures = models.BooleanField(_("allow failures"), default=False)
+
+    total = models.PositiveIntegerField(_("jobs"), default=0)
+    succeeded = models.PositiveIntegerField(_("succeeded"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    cancelled = models.PositiveIntegerField(_("cancelled"), default=0)
+
+    on_complete = models.CharField(_("on complete"), max_length=255, blank=True)
+    on_success = models.CharField(_("on success"), max_length=255, blank=True)
+    on_failure = models.CharField(_("on failure"), max_length=255, blank=True)
+    callback_kwargs = models.JSONField(_("callback arguments"), default=dict, blank=True)
+    on_complete_enqueued_at = models.DateTimeField(null=True, blank=True)
+    on_success_enqueued_at = models.DateTimeField(null=True, blank=True)
+    on_failure_enqueued_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)
+
+    objects = BatchManager()
+
+    class Meta:
+        verbose_name = _("batch")
+        verbose_name_plural = _("batches")
+        ordering = ["-created_at"]
+        permissions = [("cancel_batch", "Can cancel batch")]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="jobprogress_batch_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.status}] {self.pk}"
+
+    # -- creating ------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def open(
+        cls,
+        name: str,
+        *,
+        on_complete: Any = None,
+        on_success: Any = None,
+        on_failure: Any = None,
+        owner: Any = None,
+        allow_failures: bool = False,
+        callback_kwargs: dict[str, Any] | None = None,
+    ) -> Iterator[Batch]:
+        """Group the jobs enqueued with ``batch=`` inside the block; sealed on exit.
+
+        An exception in the block cancels the batch and its pending jobs, and its
+        callbacks never run; the exception propagates.
+        """
+        from django_jobprogress.progress import check_json
+
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a batch needs a non-empty name, got {name!r}")
+        from django_jobprogress.tasks import resolve_task
+
+        check_json("callback_kwargs", callback_kwargs or {})
+        callbacks = {
+            "on_complete": _callback_name(on_complete),
+            "on_success": _callback_name(on_success),
+            "on_failure": _callback_name(on_failure),
+        }
+        for path in filter(None, callbacks.values()):
+            resolve_task(path)  # a callback that cannot run fails here, not at the end
+        batch = cls.objects.create(
+            name=name[:255],
+            owner=owner if getattr(owner, "is_authenticated", False) else None,
+            allow_failures=bool(allow_failures),
+            **callbacks,
+            callback_kwargs=callback_kwargs or {},
+        )
+        try:
+            yield batch
+        except BaseException:
+            batch.abort()
+            raise
+        batch.seal()
+
+    def add(self, task: Any, *args: Any, **kwargs: Any) -> Any:
+        """``task.enqueue(*args, batch=self, **kwargs)``."""
+        return task.enqueue(*args, batch=self, **kwargs)
+
+    def count_new_member(self) -> None:
+        """Called in the transaction that inserts a member; refuses a sealed batch."""
+        if not Batch.objects.filter(pk=self.pk, sealed=False).update(total=F("total") + 1):
+            raise BatchSealed(f"batch {self.pk} ({self.name!r}) is sealed: add jobs inside open()")
+        self.total += 1
+
+    # -- transitions -----------------------------------------------------------
+
+    def seal(self) -> bool:
+        """No more members; the batch can now finish (at once, if nothing is left)."""
+        with transaction.atomic(using=self._state.db or "default"):
+            won = bool(
+                Batch.objects.filter(pk=self.pk, sealed=False).update(
+                    sealed=True, status=self.Status.RUNNING
+                )
+            )
+            if won:
+                self.sealed, self.status = True, self.Status.RUNNING
+                self._finish_if_done()
+        return won
+
+    def abort(self) -> None:
+        """Creation failed: drop the callbacks, cancel what was added, seal."""
+        Batch.objects.filter(pk=self.pk).update(on_complete="", on_success="", on_failure="")
+        self.request_cancel()
+        self.seal()
+
+    def _finish_if_done(self) -> bool:
+        """Finish the batch if it is sealed and every member has finished; enqueue
+        its callbacks. Exactly one transaction can win this."""
+        done = F("succeeded") + F("failed") + F("cancelled")
+        final = Case(
+            When(cancel_requested_at__isnull=False, then=Value(self.Status.CANCELLED)),
+            When(Q(failed__gt=0, allow_failures=False), then=Value(self.Status.FAILED)),
+            default=Value(self.Status.COMPLETED),
+        )
+        now = timezone.now()
+        won = bool(
+            Batch.objects.filter(pk=self.pk, sealed=True, finished_at__isnull=True)
+            .filter(total__lte=done)
+            .update(status=final, finished_at=now)
+        )
+        if won:
+            self.refresh_from_db()
+            for callback in self._callbacks_due():
+                self._enqueue_callback(callback, now)
+            transaction.on_commit(lambda: batch_finished.send(sender=Batch, batch=self))
+        return won
+
+    def _callbacks_due(self) -> list[str]:
+        due = ["on_complete"]
+        if self.status == self.Status.COMPLETED:
+            due.append("on_success")
+        if self.failed:
+            due.append("on_failure")
+        return [name for name in due if getattr(self, name)]
+
+    def _enqueue_callback(self, callback: str, now: Any) -> None:
+        from django_jobprogress.tasks import resolve_task
+
+        claimed = Batch.objects.filter(
+            pk=self.pk, **{f"{callback}_enqueued_at__isnull": True}
+        ).update(**{f"{callback}_enqueued_at": now})
+        if not claimed:
+            return
+        setattr(self, f"{callback}_enqueued_at", now)
+        try:
+            with transaction.atomic(using=self._state.db or "default"):
+                resolve_task(getattr(self, callback)).enqueue(
+                    self.snapshot(), owner=self.owner, **self.callback_kwargs
+                )
+        except Exception:
+            # Never undo the member's own transition for a broken callback.
+            logger.exception("batch %s: could not enqueue %s", self.pk, callback)
+
+    def request_cancel(self, by: Any = None) -> bool:
+        """Cancel pending members now and ask running ones to stop; True unless the
+        batch had already finished."""
+        from django_jobprogress.models.jobs import JobRecord
+
+        now = timezone.now()
+        if not Batch.objects.filter(pk=self.pk, finished_at__isnull=True).update(
+            cancel_requested_at=now
+        ):
+            return False
+        self.cancel_requested_at = now
+        for member in JobRecord.objects.filter(batch_id=self.pk).unfinished():
+            member.request_cancel(by=by)
+        with transaction.atomic(using=self._state.db or "default"):
+            self._finish_if_done()  # a sealed batch with nothing left ends now
+        return True
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status not in self.UNFINISHED
+
+    def live_counts(self) -> dict[str, Any]:
+        """Pending and running members, and the summed progress of running ones,
+        read from the members' index (only unfinished members are visited)."""
+        from django_jobprogress.models.jobs import JobRecord
+
+        rows = (
+            JobRecord.objects.filter(batch_id=self.pk)
+            .unfinished()
+            .order_by()
+            .values("status")
+            .annotate(n=models.Count("pk"), progress=models.Sum("progress"))
+        )
+        counts = {"pending": 0, "running": 0, "running_progress": 0.0}
+        for row in rows:
+            counts[row["status"]] = row["n"]
+            if row["status"] == JobRecord.Status.RUNNING:
+                counts["running_progress"] = row["progress"] or 0.0
+        return counts
+
+    def snapshot(self) -> dict[str, Any]:
+        from django_jobprogress.snapshots import batch_snapshot
+
+        return batch_snapshot(self, self.live_counts())
+
+    def access_token(self) -> str:
+        return signing.dumps(str(self.pk), salt=BATCH_TOKEN_SALT, compress=True)
+
+    def check_access_token(self, token: str | None) -> bool:
+        if not token:
+            return False
+        try:
+            value = signing.loads(token, salt=BATCH_TOKEN_SALT, max_age=conf.get("TOKEN_MAX_AGE"))
+        except signing.BadSignature:
+            return False
+        return value == str(self.pk)

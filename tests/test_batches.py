@@ -1,0 +1,148 @@
+import pytest
+
+from django_jobprogress.models import Batch, JobRecord
+from django_jobprogress.models.batches import BatchSealed
+from tests import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CALLBACK = "tests.jobs.batch_callback"
+
+
+def fresh(batch):
+    return Batch.objects.get(pk=batch.pk)
+
+
+def test_members_are_counted_and_the_batch_completes_once(memory_queue):
+    with Batch.open("blast", on_complete=CALLBACK, on_success=jobs.batch_callback) as batch:
+        for n in range(3):
+            jobs.add.enqueue(n, 1, batch=batch)
+        assert fresh(batch).status == Batch.Status.OPEN
+    snapshot = fresh(batch).snapshot()
+    assert (snapshot["status"], snapshot["total"], snapshot["pending"]) == ("running", 3, 3)
+    memory_queue.run_pending()
+    done = fresh(batch)
+    assert (done.status, done.succeeded, done.failed, done.cancelled) == ("completed", 3, 0, 0)
+    assert done.on_complete_enqueued_at and done.on_success_enqueued_at
+    assert done.on_failure_enqueued_at is None
+    callbacks = JobRecord.objects.filter(task_name=CALLBACK)
+    assert callbacks.count() == 2
+    assert {c.status for c in callbacks} == {"completed"}
+    assert {c.result["batch"] for c in callbacks} == {str(batch.pk)}
+    assert fresh(batch).snapshot()["progress"] == 1.0
+
+
+def test_empty_sealed_batch_completes_at_once():
+    with Batch.open("nothing to do", on_complete=CALLBACK) as batch:
+        pass
+    done = fresh(batch)
+    assert done.status == "completed" and done.finished_at is not None
+    [callback] = JobRecord.objects.filter(task_name=CALLBACK)
+    assert callback.result == {"batch": str(batch.pk), "status": "completed", "tag": ""}
+
+
+def test_a_failed_member_fails_the_batch(memory_queue):
+    with Batch.open(
+        "blast", on_complete=CALLBACK, on_success=CALLBACK, on_failure=CALLBACK
+    ) as batch:
+        jobs.add.enqueue(1, 1, batch=batch)
+        jobs.Explode.enqueue(batch=batch)
+    memory_queue.run_pending()
+    done = fresh(batch)
+    assert (done.status, done.succeeded, done.failed) == ("failed", 1, 1)
+    assert done.on_complete_enqueued_at and done.on_failure_enqueued_at
+    assert done.on_success_enqueued_at is None
+
+
+def test_allow_failures_still_succeeds(memory_queue):
+    with Batch.open(
+        "blast", on_success=CALLBACK, on_failure=CALLBACK, allow_failures=True
+    ) as batch:
+        jobs.Explode.enqueue(batch=batch)
+    memory_queue.run_pending()
+    done = fresh(batch)
+    assert done.status == "completed"
+    assert done.on_success_enqueued_at and done.on_failure_enqueued_at
+
+
+def test_jobs_cannot_join_a_sealed_batch(memory_queue):
+    with Batch.open("blast") as batch:
+        batch.add(jobs.add, 1, 2)
+    with pytest.raises(BatchSealed, match="is sealed"):
+        batch.add(jobs.add, 3, 4)
+    assert JobRecord.objects.count() == 1
+    assert fresh(batch).total == 1
+
+
+def test_an_exception_in_the_block_cancels_everything(memory_queue):
+    with (
+        pytest.raises(RuntimeError, match="address book"),
+        Batch.open("blast", on_complete=CALLBACK) as batch,
+    ):
+        jobs.add.enqueue(1, 2, batch=batch)
+        raise RuntimeError("address book unreadable")
+    memory_queue.run_pending()
+    done = fresh(batch)
+    assert (done.status, done.cancelled, done.total) == ("cancelled", 1, 1)
+    assert JobRecord.objects.get(batch=batch).status == "cancelled"
+    assert not JobRecord.objects.filter(task_name=CALLBACK).exists()
+
+
+def test_cancelling_a_batch_cancels_its_pending_members(memory_queue):
+    with Batch.open("blast", on_complete=CALLBACK, on_success=CALLBACK) as batch:
+        for n in range(3):
+            jobs.add.enqueue(n, n, batch=batch)
+    assert fresh(batch).request_cancel() is True
+    memory_queue.run_pending()
+    done = fresh(batch)
+    assert (done.status, done.cancelled) == ("cancelled", 3)
+    assert done.on_complete_enqueued_at and done.on_success_enqueued_at is None
+    assert fresh(batch).request_cancel() is False  # finished: nothing to cancel
+
+
+def test_pruned_member_rows_do_not_stop_the_batch(memory_queue):
+    with Batch.open("blast", on_complete=CALLBACK) as batch:
+        members = [jobs.add.enqueue(n, 1, batch=batch) for n in range(4)]
+    first, rest = memory_queue.queued[:2], memory_queue.queued[2:]
+    memory_queue.queued[:] = first
+    memory_queue.run_pending()
+    JobRecord.objects.filter(batch=batch, status="completed").delete()  # a prune mid-batch
+    memory_queue.queued[:] = rest
+    memory_queue.run_pending()
+    done = fresh(batch)
+    assert (done.status, done.succeeded, done.total) == ("completed", 4, 4)
+    assert JobRecord.objects.filter(pk__in=[m.pk for m in members]).count() == 2
+    assert done.on_complete_enqueued_at is not None
+
+
+def test_progress_counts_running_members_partial_progress(memory_queue):
+    with Batch.open("blast") as batch:
+        members = [jobs.add.enqueue(n, 1, batch=batch) for n in range(4)]
+    finished = JobRecord.objects.get(pk=members[0].pk)
+    finished.claim(host="h", pid=1)
+    finished.complete(1)
+    running = JobRecord.objects.get(pk=members[1].pk)
+    running.claim(host="h", pid=1)
+    running.save_progress({"progress": 0.5})
+    snapshot = fresh(batch).snapshot()
+    assert snapshot["progress"] == pytest.approx((1 + 0.5) / 4)
+    assert (snapshot["succeeded"], snapshot["running"], snapshot["pending"]) == (1, 1, 2)
+
+
+def test_bad_batch_input_is_named_and_writes_nothing():
+    with (
+        pytest.raises(Exception, match=r"'tests\.jobs\.nope' cannot be imported"),
+        Batch.open("blast", on_complete="tests.jobs.nope"),
+    ):
+        pass
+    with pytest.raises(ValueError, match="non-empty name, got ''"), Batch.open(""):
+        pass
+    with pytest.raises(TypeError, match="batch must be a Batch"):
+        jobs.add.enqueue(1, 2, batch="not a batch")
+    assert not Batch.objects.exists() and not JobRecord.objects.exists()
+
+
+def test_member_snapshot_names_its_batch(memory_queue):
+    with Batch.open("blast") as batch:
+        record = jobs.add.enqueue(1, 2, batch=batch)
+    assert record.snapshot()["batch"] == str(batch.pk)
