@@ -1,18 +1,17 @@
-"""Who may see or cancel a job: its owner, staff with the permission, or a token holder."""
+"""Who may see or cancel a job or a batch: its owner, staff with the model
+permission, or the bearer of its signed token."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django_jobprogress.models import JobRecord
 
-
-def _is_owner(user: Any, record: JobRecord) -> bool:
+def _is_owner(user: Any, obj: Any) -> bool:
     return bool(
         user is not None
         and getattr(user, "is_authenticated", False)
-        and record.owner_id is not None
-        and record.owner_id == user.pk
+        and obj.owner_id is not None
+        and obj.owner_id == user.pk
     )
 
 
@@ -20,17 +19,22 @@ def _staff_with(user: Any, perm: str) -> bool:
     return bool(user is not None and user.is_active and user.is_staff and user.has_perm(perm))
 
 
-def can_view(user: Any, record: JobRecord, token: str | None = None) -> bool:
+def _perm(obj: Any, action: str) -> str:
+    return f"django_jobprogress.{action}_{obj._meta.model_name}"
+
+
+def can_view(user: Any, obj: Any, token: str | None = None) -> bool:
+    """``obj`` is a JobRecord or a Batch."""
     return (
-        _is_owner(user, record)
-        or _staff_with(user, "django_jobprogress.view_jobrecord")
-        or record.check_access_token(token)
+        _is_owner(user, obj)
+        or _staff_with(user, _perm(obj, "view"))
+        or obj.check_access_token(token)
     )
 
 
-def can_cancel(user: Any, record: JobRecord, token: str | None = None) -> bool:
+def can_cancel(user: Any, obj: Any, token: str | None = None) -> bool:
     return (
-        _is_owner(user, record)
-        or _staff_with(user, "django_jobprogress.cancel_jobrecord")
-        or record.check_access_token(token)
+        _is_owner(user, obj)
+        or _staff_with(user, _perm(obj, "cancel"))
+        or obj.check_access_token(token)
     )

@@ -8,13 +8,13 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_jobprogress.models import JobRecord
+from django_jobprogress.models import Batch, JobRecord
 
 
 @admin.register(JobRecord)
 class JobRecordAdmin(admin.ModelAdmin):
     list_display = ("task_name", "status", "progress_percent", "stage", "owner", "created_at")
-    list_filter = ("status", "task_name", "queue")
+    list_filter = ("status", "task_name", "queue", "batch")
     search_fields = ("=id", "task_name", "key", "stage", "message", "error")
     date_hierarchy = "created_at"
     list_select_related = ("owner",)
@@ -45,5 +45,44 @@ class JobRecordAdmin(admin.ModelAdmin):
                 cancelled,
             )
             % cancelled,
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
+
+
+class MemberInline(admin.TabularInline):
+    model = JobRecord
+    fields = ("task_name", "status", "progress", "stage", "error", "finished_at")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    show_change_link = True
+    can_delete = False
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    list_display = ("name", "status", "total", "succeeded", "failed", "cancelled", "created_at")
+    list_filter = ("status",)
+    search_fields = ("=id", "name")
+    date_hierarchy = "created_at"
+    actions = ["cancel_batches"]
+    readonly_fields = [f.name for f in Batch._meta.fields]
+    inlines = [MemberInline]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: Any) -> bool:
+        return request.user.has_perm("django_jobprogress.cancel_batch")
+
+    @admin.action(description=_("Cancel selected batches"), permissions=["cancel"])
+    def cancel_batches(self, request: Any, queryset: Any) -> None:
+        cancelled = sum(batch.request_cancel(by=request.user) for batch in queryset)
+        self.message_user(
+            request,
+            ngettext("%d batch cancelled.", "%d batches cancelled.", cancelled) % cancelled,
             messages.SUCCESS if cancelled else messages.WARNING,
         )

@@ -26,8 +26,8 @@ from channels.layers import get_channel_layer
 
 from django_jobprogress import access, conf
 from django_jobprogress.adapters.push_channels import MESSAGE_TYPE, layer_crosses_processes
-from django_jobprogress.groups import job_group
-from django_jobprogress.models import JobRecord
+from django_jobprogress.groups import batch_group, job_group
+from django_jobprogress.models import Batch, JobRecord
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def _is_newer(snapshot: dict[str, Any], than: dict[str, Any] | None) -> bool:
 
 
 @database_sync_to_async
-def load_snapshot(job_id: Any) -> dict[str, Any] | None:
-    record = JobRecord.objects.filter(pk=job_id).first()
-    return record.snapshot() if record is not None else None
+def load_snapshot(model: Any, pk: Any) -> dict[str, Any] | None:
+    obj = model.objects.filter(pk=pk).first()
+    return obj.snapshot() if obj is not None else None
 
 
 class ProgressHub:
@@ -156,29 +156,34 @@ def get_hub() -> ProgressHub:
     return hub
 
 
-class JobProgressConsumer(AsyncWebsocketConsumer):
-    """``ws/jobs/<uuid>/``: the job's snapshot on connect, then every update.
+class ProgressConsumer(AsyncWebsocketConsumer):
+    """Base of the job and batch sockets: the snapshot on connect, then every update.
 
-    Authorised like the JSON view (owner, staff with the view permission, or
+    Authorised like the JSON views (owner, staff with the view permission, or
     ``?token=``); anyone else is closed with code 4403 before seeing anything.
-    The socket is closed (1000) after the job's final snapshot.
+    The socket is closed (1000) after the final snapshot.
     """
 
     # The hub talks to the channel layer; sockets need no channel of their own.
     channel_layer_alias = "__jobprogress_hub_only__"
 
+    model: Any = None
+    url_kwarg = ""
+
     group: str | None = None
     last_sent: dict[str, Any] | None = None
 
+    def group_for(self, pk: Any) -> str:
+        raise NotImplementedError
+
     async def connect(self) -> None:
         await self.accept()
-        job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        record = await self._authorised_record(job_id)
-        if record is None:
+        obj = await self._authorised(self.scope["url_route"]["kwargs"][self.url_kwarg])
+        if obj is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.group = job_group(record.pk)
-        load = functools.partial(load_snapshot, record.pk)
+        self.group = self.group_for(obj.pk)
+        load = functools.partial(load_snapshot, self.model, obj.pk)
         await get_hub().join(self.group, self, load)
         snapshot = await load()
         if snapshot is not None and self.wants(snapshot):
@@ -205,13 +210,33 @@ class JobProgressConsumer(AsyncWebsocketConsumer):
             await self.close(code=1000)
 
     @database_sync_to_async
-    def _authorised_record(self, job_id: Any) -> JobRecord | None:
+    def _authorised(self, raw_id: Any) -> Any:
         try:
-            pk = UUID(str(job_id))
+            pk = UUID(str(raw_id))
         except ValueError:
             return None
-        record = JobRecord.objects.filter(pk=pk).first()
+        obj = self.model.objects.filter(pk=pk).first()
         token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
-        if record is None or not access.can_view(self.scope.get("user"), record, token):
+        if obj is None or not access.can_view(self.scope.get("user"), obj, token):
             return None
-        return record
+        return obj
+
+
+class JobProgressConsumer(ProgressConsumer):
+    """``ws/jobs/<uuid>/``"""
+
+    model = JobRecord
+    url_kwarg = "job_id"
+
+    def group_for(self, pk: Any) -> str:
+        return job_group(pk)
+
+
+class BatchProgressConsumer(ProgressConsumer):
+    """``ws/batches/<uuid>/``"""
+
+    model = Batch
+    url_kwarg = "batch_id"
+
+    def group_for(self, pk: Any) -> str:
+        return batch_group(pk)

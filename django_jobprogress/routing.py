@@ -7,10 +7,11 @@
 
 from django.urls import path
 
-from django_jobprogress.consumers import JobProgressConsumer
+from django_jobprogress.consumers import BatchProgressConsumer, JobProgressConsumer
 
 websocket_urlpatterns = [
     path("ws/jobs/<str:job_id>/", JobProgressConsumer.as_asgi()),
+    path("ws/batches/<str:batch_id>/", BatchProgressConsumer.as_asgi()),
 ]
 
 

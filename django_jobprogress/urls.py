@@ -7,4 +7,6 @@ app_name = "django_jobprogress"
 urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_detail, name="job-detail"),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("batches/<uuid:batch_id>/", views.batch_detail, name="batch-detail"),
+    path("batches/<uuid:batch_id>/cancel/", views.batch_cancel, name="batch-cancel"),
 ]

@@ -179,3 +179,33 @@ async def test_two_hundred_sockets_connect_update_and_leave_together(redis_layer
     prefix = django_settings.CHANNELS_PREFIX
     assert redis_layer.pubsub_numsub(f"{prefix}__group__{group}")[0][1] == 0
     assert redis_layer.zcard(f"{prefix}:group:{group}") == 0
+
+
+async def test_batch_socket_follows_its_members(redis_layer, make_user, memory_queue):
+    from django_jobprogress.models import Batch
+    from tests import jobs
+
+    @database_sync_to_async
+    def make_batch():
+        owner = make_user(username="batch-owner")
+        with Batch.open("blast", owner=owner) as batch:
+            member = jobs.add.enqueue(1, 2, batch=batch)
+        return batch, member, owner
+
+    batch, member, owner = await make_batch()
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/batches/{batch.pk}/")
+    comm.scope["user"] = owner
+    await comm.connect()
+    first = await receive_json(comm)
+    assert (first["kind"], first["total"], first["succeeded"]) == ("batch", 1, 0)
+
+    @database_sync_to_async
+    def finish_member():
+        record = JobRecord.objects.get(pk=member.pk)
+        record.claim(host="h", pid=1)
+        record.complete(3)
+
+    await finish_member()
+    final = await receive_until(comm, lambda s: s["status"] == "completed")
+    assert (final["succeeded"], final["progress"]) == (1, 1.0)
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}

@@ -63,7 +63,7 @@ def test_cancel_refused_is_409_with_the_reason(client, job):
     response = client.post(cancel(job))
     assert response.status_code == 409
     assert response.json()["reason"] == "already finished"
-    assert response.json()["job"]["status"] == "completed"
+    assert response.json()["snapshot"]["status"] == "completed"
 
 
 def test_bad_ids_are_404_and_wrong_methods_405(client, job):
@@ -72,3 +72,25 @@ def test_bad_ids_are_404_and_wrong_methods_405(client, job):
     assert client.get("/jp/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
     assert client.post(detail(job)).status_code == 405
     assert client.get(cancel(job)).status_code == 405
+
+
+@pytest.fixture
+def batch(make_user):
+    from django_jobprogress.models import Batch
+
+    with Batch.open("blast", owner=make_user(username="batch-owner")) as opened:
+        pass
+    return opened
+
+
+def test_batch_snapshot_follows_the_same_rules(client, batch, make_user):
+    url = reverse("django_jobprogress:batch-detail", args=[batch.pk])
+    assert client.get(url).status_code == 404
+    client.force_login(make_user())
+    assert client.get(url).status_code == 404
+    assert client.get(url, {"token": batch.access_token()}).json()["id"] == str(batch.pk)
+    client.force_login(batch.owner)
+    body = client.get(url).json()
+    assert (body["kind"], body["status"], body["total"]) == ("batch", "completed", 0)
+    cancel = reverse("django_jobprogress:batch-cancel", args=[batch.pk])
+    assert client.post(cancel).status_code == 409  # already finished

@@ -9,20 +9,37 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 
 from django_jobprogress import access
-from django_jobprogress.models import JobRecord
+from django_jobprogress.models import Batch, JobRecord
 
 register = template.Library()
 
 SIZES = ("sm", "md", "lg")
+PATHS = {"job": "jobs", "batch": "batches"}
 
 
-def _record(job: Any) -> JobRecord:
-    if isinstance(job, JobRecord):
-        return job
+def _tracked(obj: Any) -> JobRecord | Batch:
+    """The JobRecord or Batch named by ``obj`` (an instance or an id)."""
+    if isinstance(obj, JobRecord | Batch):
+        return obj
     try:
-        return JobRecord.objects.get(pk=UUID(str(job)))
-    except (ValueError, JobRecord.DoesNotExist) as exc:
-        raise template.TemplateSyntaxError(f"progress_bar: no job with id {job!r}") from exc
+        pk = UUID(str(obj))
+    except ValueError:
+        pk = None
+    found = pk and (JobRecord.objects.filter(pk=pk).first() or Batch.objects.filter(pk=pk).first())
+    if not found:
+        raise template.TemplateSyntaxError(f"progress_bar: no job or batch with id {obj!r}")
+    return found
+
+
+def batch_summary(snapshot: dict[str, Any]) -> str:
+    """ "7 of 10 done, 1 failed": the line a batch shows where a job shows its message
+    (the static JS writes the same line)."""
+    done = snapshot["succeeded"] + snapshot["failed"] + snapshot["cancelled"]
+    line = f"{done} of {snapshot['total']} done"
+    for name in ("failed", "cancelled"):
+        if snapshot[name]:
+            line += f", {snapshot[name]} {name}"
+    return line
 
 
 def _url(name: str, pk: Any) -> str:
@@ -40,7 +57,8 @@ def progress_bar(
     label: str = "",
     token: str = "",
 ) -> dict[str, Any]:
-    """Render ``job`` (a JobRecord or its id) as a bar that follows the job live.
+    """Render ``job`` (a JobRecord, a Batch, or the id of either) as a bar that
+    follows it live.
 
     ``size`` is sm, md or lg; ``label`` names the bar for screen readers and
     sighted users alike; ``token`` (from ``record.access_token()``) lets a
@@ -50,20 +68,27 @@ def progress_bar(
         raise template.TemplateSyntaxError(
             f"progress_bar: size must be one of {', '.join(SIZES)}, got {size!r}"
         )
-    record = _record(job)
+    record = _tracked(job)
+    kind = "batch" if isinstance(record, Batch) else "job"
     request = context.get("request")
     user = getattr(request, "user", None)
     snapshot = record.snapshot()
+    if kind == "batch":
+        default_label, summary = record.name, batch_summary(snapshot)
+    else:
+        default_label, summary = record.task_name.rsplit(".", 1)[-1], snapshot["message"]
     return {
         "snapshot": snapshot,
         "percent": int(snapshot["progress"] * 100),
         "finished": record.is_finished,
         "size": size,
-        "label": label or record.task_name.rsplit(".", 1)[-1],
+        "label": label or default_label,
+        "kind": kind,
+        "summary": summary,
         "token": token,
         "can_cancel": access.can_cancel(user, record, token or None),
-        "ws_path": f"/ws/jobs/{record.pk}/",
-        "json_url": _url("django_jobprogress:job-detail", record.pk),
-        "cancel_url": _url("django_jobprogress:job-cancel", record.pk),
+        "ws_path": f"/ws/{PATHS[kind]}/{record.pk}/",
+        "json_url": _url(f"django_jobprogress:{kind}-detail", record.pk),
+        "cancel_url": _url(f"django_jobprogress:{kind}-cancel", record.pk),
         "csrf_token": context.get("csrf_token", ""),
     }

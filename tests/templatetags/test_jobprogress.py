@@ -65,5 +65,19 @@ def test_user_text_is_escaped(make_user):
 def test_bad_size_and_unknown_id_are_named():
     with pytest.raises(TemplateSyntaxError, match="size must be one of sm, md, lg, got 'xl'"):
         render('{% progress_bar "00000000-0000-0000-0000-000000000000" size="xl" %}')
-    with pytest.raises(TemplateSyntaxError, match="no job with id 'nope'"):
+    with pytest.raises(TemplateSyntaxError, match="no job or batch with id 'nope'"):
         render('{% progress_bar "nope" %}')
+
+
+def test_renders_a_batch_with_its_counts(make_user, memory_queue):
+    from django_jobprogress.models import Batch
+    from tests import jobs
+
+    owner = make_user()
+    with Batch.open("weekly blast", owner=owner) as batch:
+        for n in range(3):
+            jobs.add.enqueue(n, n, batch=batch)
+    html = render("{% progress_bar batch %}", user=owner, batch=batch)
+    assert f'data-ws-path="/ws/batches/{batch.pk}/"' in html
+    assert "weekly blast" in html and "0 of 3 done" in html
+    assert 'data-action="cancel"' in html

@@ -22,6 +22,13 @@
     return "about " + Math.round(m / 60) + " h left";
   }
 
+  function batchSummary(s) {
+    var line = (s.succeeded + s.failed + s.cancelled) + " of " + s.total + " done";
+    if (s.failed) { line += ", " + s.failed + " failed"; }
+    if (s.cancelled) { line += ", " + s.cancelled + " cancelled"; }
+    return line;
+  }
+
   function safeHref(value) {
     if (typeof value !== "string") { return null; }
     try {
@@ -59,7 +66,7 @@
     field(root, "status").textContent = s.cancel_requested && !FINISHED[s.status] ? "cancelling" : s.status;
     field(root, "stage").textContent = s.stage || "";
     field(root, "eta").textContent = formatEta(s.eta_seconds);
-    field(root, "message").textContent = s.message || "";
+    field(root, "message").textContent = s.kind === "batch" ? batchSummary(s) : (s.message || "");
     var error = field(root, "error");
     error.textContent = s.error || "";
     error.hidden = !s.error;
@@ -141,7 +148,7 @@
       headers: { "X-CSRFToken": this.root.dataset.csrf || "", Accept: "application/json" }
     })
       .then(function (response) { return response.json(); })
-      .then(function (body) { if (body && body.job) { self.render(body.job); } })
+      .then(function (body) { if (body && body.snapshot) { self.render(body.snapshot); } })
       .catch(function () { /* the socket or the poll will tell */ })
       .then(function () { button.disabled = false; });
   };
