@@ -17,13 +17,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.core import signing
 from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress import conf
+from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.signals import batch_finished
 
 logger = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class BatchManager(models.Manager):
         self.model(pk=batch_id)._finish_if_done()
 
 
-class Batch(models.Model):
+class Batch(SignedAccess, models.Model):
     """A group of jobs that finishes when its last member does."""
 
     class Status(models.TextChoices):
@@ -77,6 +76,7 @@ class Batch(models.Model):
         """The batch was cancelled."""
 
     UNFINISHED = (Status.OPEN, Status.RUNNING)
+    token_salt = BATCH_TOKEN_SALT
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(_("name"), max_length=255)
@@ -298,15 +298,3 @@ class Batch(models.Model):
         from django_jobprogress.snapshots import batch_snapshot
 
         return batch_snapshot(self, self.live_counts())
-
-    def access_token(self) -> str:
-        return signing.dumps(str(self.pk), salt=BATCH_TOKEN_SALT, compress=True)
-
-    def check_access_token(self, token: str | None) -> bool:
-        if not token:
-            return False
-        try:
-            value = signing.loads(token, salt=BATCH_TOKEN_SALT, max_age=conf.get("TOKEN_MAX_AGE"))
-        except signing.BadSignature:
-            return False
-        return value == str(self.pk)

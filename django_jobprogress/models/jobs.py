@@ -13,15 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core import signing
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress import conf, fastsql
+from django_jobprogress import fastsql
 from django_jobprogress.exceptions import DuplicateJob
+from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.signals import job_finished, job_progress, job_started
 from django_jobprogress.snapshots import job_snapshot
 
@@ -123,7 +123,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         return sum(record.fail_silent(now) for record in self.silent(now))
 
 
-class JobRecord(models.Model):
+class JobRecord(SignedAccess, models.Model):
     """One run of a progress task: what it is doing, how far it got, how it ended."""
 
     class Status(models.TextChoices):
@@ -139,6 +139,7 @@ class JobRecord(models.Model):
         """Cancelled while pending, or stopped at a checkpoint after a cancel request."""
 
     UNFINISHED = (Status.PENDING, Status.RUNNING)
+    token_salt = TOKEN_SALT
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     task_name = models.CharField(_("task"), max_length=255)
@@ -255,19 +256,6 @@ class JobRecord(models.Model):
 
     def snapshot(self) -> dict[str, Any]:
         return job_snapshot(self)
-
-    def access_token(self) -> str:
-        """A signed token that lets its bearer read and cancel this job."""
-        return signing.dumps(str(self.pk), salt=TOKEN_SALT, compress=True)
-
-    def check_access_token(self, token: str | None) -> bool:
-        if not token:
-            return False
-        try:
-            value = signing.loads(token, salt=TOKEN_SALT, max_age=conf.get("TOKEN_MAX_AGE"))
-        except signing.BadSignature:
-            return False
-        return value == str(self.pk)
 
     # -- transitions -------------------------------------------------------
 
