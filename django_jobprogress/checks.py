@@ -10,6 +10,9 @@ from django.core import checks
 
 from django_jobprogress import conf
 
+# Zero would drop every push (PUSH_TIMEOUT) or spin on the database (WATCH_INTERVAL).
+POSITIVE = ("PUSH_TIMEOUT", "WATCH_INTERVAL")
+
 
 @checks.register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -49,9 +52,36 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                     id="jobprogress.E004",
                 )
             )
+    for name in POSITIVE:
+        value = configured.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+            errors.append(
+                checks.Error(
+                    f"JOBPROGRESS[{name!r}] must be above 0, got {value!r}.",
+                    id="jobprogress.E010",
+                )
+            )
     if not errors:
         errors.extend(_check_intervals())
+        errors.extend(_check_channel_layer())
     return errors
+
+
+def _check_channel_layer() -> list[checks.CheckMessage]:
+    from django.conf import settings
+
+    alias = conf.get("CHANNEL_LAYER")
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if layers is not None and alias not in layers:
+        return [
+            checks.Warning(
+                f'JOBPROGRESS["CHANNEL_LAYER"] = {alias!r} is not in CHANNEL_LAYERS, so '
+                "progress is not pushed: sockets re-read the database instead.",
+                hint=f"Use one of: {', '.join(sorted(layers)) or '(none configured)'}.",
+                id="jobprogress.W003",
+            )
+        ]
+    return []
 
 
 def _check_intervals() -> list[checks.CheckMessage]:

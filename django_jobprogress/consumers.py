@@ -25,13 +25,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from django_jobprogress import access, conf
-from django_jobprogress.adapters.push_channels import MESSAGE_TYPE, layer_crosses_processes
+from django_jobprogress.adapters import get_push_adapter
+from django_jobprogress.adapters.push_channels import MESSAGE_TYPE
 from django_jobprogress.groups import batch_group, job_group
 from django_jobprogress.models import Batch, JobRecord
 
 logger = logging.getLogger(__name__)
 
 CLOSE_FORBIDDEN = 4403
+# In push mode the database is still re-read this often, so a lost push (a timeout,
+# a Redis restart) delays a socket by seconds instead of leaving it stale.
+RESYNC_INTERVAL = 5.0
 FINISHED = {"completed", "failed", "cancelled"}
 
 
@@ -51,45 +55,60 @@ def load_snapshot(model: Any, pk: Any) -> dict[str, Any] | None:
     return obj.snapshot() if obj is not None else None
 
 
+def updates_are_pushed() -> bool:
+    """Whether jobs publish their snapshots to a layer this process can hear."""
+    adapter = get_push_adapter()
+    return adapter.crosses_processes and adapter.enabled
+
+
 class ProgressHub:
     """Fans updates for watched groups out to local consumers (one hub per loop)."""
 
     def __init__(self) -> None:
-        self.watchers: dict[str, set[JobProgressConsumer]] = {}
+        self.watchers: dict[str, set[ProgressConsumer]] = {}
         self._layer: Any = None
         self._channel: str | None = None
         self._receiver: asyncio.Task | None = None
         self._pollers: dict[str, asyncio.Task] = {}
+        self._subscribed: set[str] = set()
         self._lock = asyncio.Lock()
 
-    async def join(self, group: str, consumer: JobProgressConsumer, load: Any) -> None:
-        """Watch ``group`` for ``consumer``; ``load()`` re-reads the snapshot (watch mode)."""
+    async def join(self, group: str, consumer: ProgressConsumer, load: Any) -> None:
+        """Watch ``group`` for ``consumer``; ``load()`` re-reads the snapshot.
+
+        Pushed updates come through the channel layer when jobs publish to one that
+        crosses processes; the database is then re-read only now and then, to catch
+        a push that was lost. Otherwise (or if the layer does not answer in time)
+        the database is re-read every ``WATCH_INTERVAL``.
+        """
         async with self._lock:
             first = group not in self.watchers
             self.watchers.setdefault(group, set()).add(consumer)
             if not first:
                 return
-            if layer_crosses_processes():
+            interval = conf.get("WATCH_INTERVAL")
+            if updates_are_pushed():
                 try:
-                    await self._subscribe(group)
-                    return
+                    await asyncio.wait_for(self._subscribe(group), conf.get("PUSH_TIMEOUT"))
+                    interval = max(interval, RESYNC_INTERVAL)
                 except Exception:
                     logger.warning(
                         "channel layer unavailable; watching %s in the database",
                         group,
                         exc_info=True,
                     )
-            self._pollers[group] = asyncio.ensure_future(self._poll_forever(group, load))
+            self._pollers[group] = asyncio.ensure_future(self._poll_forever(group, load, interval))
 
     async def _subscribe(self, group: str) -> None:
         layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
         if self._channel is None or layer is not self._layer:
-            self._layer = layer
-            self._channel = await layer.new_channel("jobprogress.")
+            channel = await layer.new_channel("jobprogress.")
+            self._layer, self._channel = layer, channel
             self._receiver = asyncio.ensure_future(self._receive_forever(layer))
         await layer.group_add(group, self._channel)
+        self._subscribed.add(group)
 
-    async def leave(self, group: str, consumer: JobProgressConsumer) -> None:
+    async def leave(self, group: str, consumer: ProgressConsumer) -> None:
         async with self._lock:
             watchers = self.watchers.get(group)
             if not watchers or consumer not in watchers:
@@ -101,9 +120,12 @@ class ProgressHub:
             poller = self._pollers.pop(group, None)
             if poller is not None:
                 poller.cancel()
-            elif self._layer is not None and self._channel is not None:
+            if group in self._subscribed:
+                self._subscribed.discard(group)
                 try:
-                    await self._layer.group_discard(group, self._channel)
+                    await asyncio.wait_for(
+                        self._layer.group_discard(group, self._channel), conf.get("PUSH_TIMEOUT")
+                    )
                 except Exception:
                     logger.warning("could not leave group %s", group, exc_info=True)
             if not self.watchers and self._receiver is not None:
@@ -125,8 +147,7 @@ class ProgressHub:
             if message.get("type") == MESSAGE_TYPE:
                 await self.deliver(message["group"], message["snapshot"])
 
-    async def _poll_forever(self, group: str, load: Any) -> None:
-        interval = conf.get("WATCH_INTERVAL")
+    async def _poll_forever(self, group: str, load: Any, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             try:

@@ -4,9 +4,11 @@ to the sockets watching it."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
+from django.db import connections
 from django.dispatch import receiver
 
 from django_jobprogress import conf
@@ -16,8 +18,11 @@ from django_jobprogress.signals import batch_finished, job_finished, job_progres
 
 logger = logging.getLogger(__name__)
 
-# batch id -> when this process last pushed that batch (a batch's snapshot costs a query).
+# batch id -> when this process last pushed that batch (a batch's snapshot costs a
+# query), and the batches whose trailing push is already scheduled.
 _batch_pushed_at: dict[Any, float] = {}
+_batch_trailing: set[Any] = set()
+_lock = threading.Lock()
 
 
 def _publish(group: str, snapshot: Any, delay: float = 0.0) -> None:
@@ -31,16 +36,46 @@ def _publish(group: str, snapshot: Any, delay: float = 0.0) -> None:
 
 
 def _push_batch_of(record: Any) -> None:
-    """A member moved: push its batch, at most once per throttle period per process."""
-    if record.batch_id is None or not get_push_adapter().enabled:
+    """A member moved: push its batch at most once per throttle period per process,
+    and once more at the end of the period, so the last change is never lost."""
+    batch_id = record.batch_id
+    if batch_id is None or not get_push_adapter().enabled:
         return
+    window = max(conf.get("THROTTLE"), 0.05)
     now = time.monotonic()
-    if now - _batch_pushed_at.get(record.batch_id, -1e9) < max(conf.get("THROTTLE"), 0.05):
-        return
-    _batch_pushed_at[record.batch_id] = now
+    with _lock:
+        wait = _batch_pushed_at.get(batch_id, -1e9) + window - now
+        if wait > 0:
+            if batch_id in _batch_trailing:
+                return
+            _batch_trailing.add(batch_id)
+        else:
+            _batch_pushed_at[batch_id] = now
+            if len(_batch_pushed_at) > 1000:  # forget batches not heard of for a while
+                for old in [b for b, t in _batch_pushed_at.items() if now - t > 60]:
+                    del _batch_pushed_at[old]
+    if wait > 0:
+        timer = threading.Timer(wait, _trailing_batch_push, args=(batch_id,))
+        timer.daemon = True
+        timer.start()
+    else:
+        _push_batch(batch_id)
+
+
+def _trailing_batch_push(batch_id: Any) -> None:
+    with _lock:
+        _batch_trailing.discard(batch_id)
+        _batch_pushed_at[batch_id] = time.monotonic()
+    try:
+        _push_batch(batch_id)
+    finally:
+        connections.close_all()  # this short-lived thread's own connection
+
+
+def _push_batch(batch_id: Any) -> None:
     from django_jobprogress.models import Batch
 
-    batch = Batch.objects.filter(pk=record.batch_id).first()
+    batch = Batch.objects.filter(pk=batch_id).first()
     if batch is not None:
         _publish(batch_group(batch.pk), batch.snapshot)
 

@@ -1,8 +1,16 @@
 """WebSocket routes: add ``websocket_urlpatterns`` to your ASGI router, or use
-``application`` when the project has no ASGI routing of its own::
+``application`` when the project has no ASGI routing of its own. Import this
+module after Django is set up (it loads the consumers and models)::
 
     # asgi.py
-    from django_jobprogress.routing import application
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    django.setup()
+
+    from django_jobprogress.routing import application  # noqa: E402
 """
 
 from django.urls import path

@@ -146,3 +146,49 @@ def test_member_snapshot_names_its_batch(memory_queue):
     with Batch.open("blast") as batch:
         record = jobs.add.enqueue(1, 2, batch=batch)
     assert record.snapshot()["batch"] == str(batch.pk)
+
+
+def test_callback_kwargs_may_not_shadow_enqueue_options():
+    with (
+        pytest.raises(ValueError, match="callback_kwargs may not use owner, queue"),
+        Batch.open("blast", on_complete=CALLBACK, callback_kwargs={"owner": 1, "queue": "x"}),
+    ):
+        pass
+    assert not Batch.objects.exists()
+
+
+def test_a_cancelled_batch_takes_no_new_members(memory_queue):
+    with pytest.raises(BatchSealed, match="sealed or cancelled"), Batch.open("blast") as batch:
+        batch.add(jobs.add, 1, 2)
+        batch.request_cancel()
+        batch.add(jobs.add, 3, 4)
+    assert fresh(batch).total == 1
+
+
+def test_batch_push_keeps_the_last_change(memory_queue, settings):
+    import time
+
+    from django_jobprogress.adapters.push_memory import RecordingPush
+    from django_jobprogress.groups import batch_group
+
+    settings.JOBPROGRESS = {
+        **settings.JOBPROGRESS,
+        "PUSH_ADAPTER": "django_jobprogress.adapters.push_memory.RecordingPush",
+        "THROTTLE": 0.2,
+    }
+    RecordingPush.clear()
+    with Batch.open("blast") as batch:
+        members = [jobs.add.enqueue(n, 1, batch=batch) for n in range(3)]
+    for member in members[:2]:  # two member ends inside one throttle window; still running
+        record = JobRecord.objects.get(pk=member.pk)
+        record.claim(host="h", pid=1)
+        record.complete(1)
+
+    def pushed_counts():
+        return [s["succeeded"] for g, s in RecordingPush.sent if g == batch_group(batch.pk)]
+
+    deadline = time.monotonic() + 5
+    while 2 not in pushed_counts() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert 2 in pushed_counts(), f"the batch's last change was never pushed: {pushed_counts()}"
+    RecordingPush.clear()

@@ -138,3 +138,25 @@ def test_push_adapter_of_the_wrong_kind():
             id="jobprogress.E009",
         )
     ]
+
+
+@override_settings(JOBPROGRESS={"PUSH_TIMEOUT": 0, "WATCH_INTERVAL": 0.0})
+def test_push_timeout_and_watch_interval_must_be_above_zero():
+    assert check_settings() == [
+        checks.Error("JOBPROGRESS['PUSH_TIMEOUT'] must be above 0, got 0.", id="jobprogress.E010"),
+        checks.Error(
+            "JOBPROGRESS['WATCH_INTERVAL'] must be above 0, got 0.0.", id="jobprogress.E010"
+        ),
+    ]
+
+
+@override_settings(JOBPROGRESS={"CHANNEL_LAYER": "pushes"})
+def test_unknown_channel_layer_alias_is_a_warning():
+    assert check_settings() == [
+        checks.Warning(
+            "JOBPROGRESS[\"CHANNEL_LAYER\"] = 'pushes' is not in CHANNEL_LAYERS, so progress is "
+            "not pushed: sockets re-read the database instead.",
+            hint="Use one of: default.",
+            id="jobprogress.W003",
+        )
+    ]

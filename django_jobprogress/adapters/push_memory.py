@@ -21,3 +21,7 @@ class RecordingPush(PushAdapter):
 
     def publish(self, group: str, snapshot: dict[str, Any], delay: float = 0.0) -> None:
         self.sent.append((group, snapshot))
+
+    @classmethod
+    def clear(cls) -> None:
+        cls.sent.clear()

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_TOKEN_SALT = "django_jobprogress.batch-access"
 CALLBACKS = ("on_complete", "on_success", "on_failure")
+RESERVED_KWARGS = frozenset({"owner", "key", "queue", "on_conflict", "batch"})
 FINAL_COUNTER = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 
 
@@ -152,6 +153,11 @@ class Batch(SignedAccess, models.Model):
         from django_jobprogress.tasks import resolve_task
 
         check_json("callback_kwargs", callback_kwargs or {})
+        clashes = sorted(set(callback_kwargs or {}) & RESERVED_KWARGS)
+        if clashes:
+            raise ValueError(
+                f"callback_kwargs may not use {', '.join(clashes)}: enqueue() takes them itself"
+            )
         callbacks = {
             "on_complete": _callback_name(on_complete),
             "on_success": _callback_name(on_success),
@@ -178,9 +184,14 @@ class Batch(SignedAccess, models.Model):
         return task.enqueue(*args, batch=self, **kwargs)
 
     def count_new_member(self) -> None:
-        """Called in the transaction that inserts a member; refuses a sealed batch."""
-        if not Batch.objects.filter(pk=self.pk, sealed=False).update(total=F("total") + 1):
-            raise BatchSealed(f"batch {self.pk} ({self.name!r}) is sealed: add jobs inside open()")
+        """Called in the transaction that inserts a member; refuses a sealed or
+        cancelled batch."""
+        joinable = Batch.objects.filter(pk=self.pk, sealed=False, cancel_requested_at__isnull=True)
+        if not joinable.update(total=F("total") + 1):
+            raise BatchSealed(
+                f"batch {self.pk} ({self.name!r}) is sealed or cancelled: "
+                "add jobs inside open(), before any cancel"
+            )
         self.total += 1
 
     # -- transitions -----------------------------------------------------------
@@ -222,7 +233,15 @@ class Batch(SignedAccess, models.Model):
         if won:
             self.refresh_from_db()
             for callback in self._callbacks_due():
-                self._enqueue_callback(callback, now)
+                try:
+                    # Claim and enqueue together: if enqueueing fails, the claim is
+                    # undone too and the row honestly says it was never enqueued.
+                    with transaction.atomic(using=self._state.db or "default"):
+                        self._enqueue_callback(callback, now)
+                except Exception:
+                    # Never undo the member's own transition for a broken callback.
+                    setattr(self, f"{callback}_enqueued_at", None)
+                    logger.exception("batch %s: could not enqueue %s", self.pk, callback)
             transaction.on_commit(lambda: batch_finished.send(sender=Batch, batch=self))
         return won
 
@@ -243,14 +262,9 @@ class Batch(SignedAccess, models.Model):
         if not claimed:
             return
         setattr(self, f"{callback}_enqueued_at", now)
-        try:
-            with transaction.atomic(using=self._state.db or "default"):
-                resolve_task(getattr(self, callback)).enqueue(
-                    self.snapshot(), owner=self.owner, **self.callback_kwargs
-                )
-        except Exception:
-            # Never undo the member's own transition for a broken callback.
-            logger.exception("batch %s: could not enqueue %s", self.pk, callback)
+        resolve_task(getattr(self, callback)).enqueue(
+            self.snapshot(), owner=self.owner, **self.callback_kwargs
+        )
 
     def request_cancel(self, by: Any = None) -> bool:
         """Cancel pending members now and ask running ones to stop; True unless the

@@ -472,6 +472,7 @@ class JobRecord(SignedAccess, models.Model):
             Q(status=self.Status.RUNNING, cancel_requested_at__isnull=False),
             cancel_requested_at=None,
             cancel_requested_by=None,
+            progress_at=timezone.now(),  # keeps the snapshot's "updated" moving forward
         )
         if won:
             self._send_on_commit(job_progress)

@@ -128,7 +128,10 @@
     if (!url || this.done) { return; }
     this.polling = true;
     fetch(this.withToken(url), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (response) {
+        if (response.status === 404 || response.status === 403) { self.done = true; }  // gone or not ours
+        return response.ok ? response.json() : null;
+      })
       .then(function (snapshot) { if (snapshot) { self.render(snapshot); } })
       .catch(function () { /* keep polling */ })
       .then(function () {
