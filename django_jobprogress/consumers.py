@@ -98,6 +98,7 @@ class ProgressHub:
                         exc_info=True,
                     )
             self._pollers[group] = asyncio.ensure_future(self._poll_forever(group, load, interval))
+            self._drop_channel_if_unused()
 
     async def _subscribe(self, group: str) -> None:
         layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
@@ -128,10 +129,15 @@ class ProgressHub:
                     )
                 except Exception:
                     logger.warning("could not leave group %s", group, exc_info=True)
-            if not self.watchers and self._receiver is not None:
-                # Idle: drop the hub's channel too, so nothing stays subscribed.
-                self._receiver.cancel()
-                self._receiver, self._channel, self._layer = None, None, None
+            self._drop_channel_if_unused()
+
+    def _drop_channel_if_unused(self) -> None:
+        """No group is heard through the layer (idle, or all watched in the database
+        after a failed subscribe): drop the hub's channel, so nothing stays subscribed
+        and no receive loop keeps retrying against a dead server."""
+        if not self._subscribed and self._receiver is not None:
+            self._receiver.cancel()
+            self._receiver, self._channel, self._layer = None, None, None
 
     async def _receive_forever(self, layer: Any) -> None:
         channel = self._channel

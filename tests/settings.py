@@ -98,7 +98,28 @@ if os.environ.get("JOBPROGRESS_TEST_BROKER") == "redis":
 else:
     Q_CLUSTER["orm"] = "default"
 
-CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# A worker subprocess started by tests/test_live_push.py picks its channel layer by
+# JOBPROGRESS_TEST_CHANNEL_LAYER (memory | redis-pubsub | redis-core), on
+# JOBPROGRESS_TEST_CHANNEL_REDIS_URL (default REDIS_URL) with this run's key prefix.
+_REDIS_LAYERS = {
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "redis-core": "channels_redis.core.RedisChannelLayer",
+}
+_LAYER = os.environ.get("JOBPROGRESS_TEST_CHANNEL_LAYER", "memory")
+if _LAYER in _REDIS_LAYERS:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": _REDIS_LAYERS[_LAYER],
+            "CONFIG": {
+                "hosts": [os.environ.get("JOBPROGRESS_TEST_CHANNEL_REDIS_URL", REDIS_URL)],
+                "prefix": CHANNELS_PREFIX,
+            },
+        }
+    }
+elif _LAYER == "memory":
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    raise ValueError(f"JOBPROGRESS_TEST_CHANNEL_LAYER={_LAYER!r}: memory, redis-pubsub, redis-core")
 
 _ADAPTERS = {
     "immediate": "django_jobprogress.adapters.queue_memory.ImmediateQueue",

@@ -43,6 +43,8 @@ class _SenderLoop:
         self.pending: dict[str, tuple[dict[str, Any], float]] = {}
         self.idle = threading.Event()
         self.idle.set()
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         ready = threading.Event()
         self.thread = threading.Thread(
@@ -58,10 +60,14 @@ class _SenderLoop:
         self.loop.run_until_complete(self._send_forever())
 
     def submit(self, group: str, message: dict[str, Any], delay: float = 0.0) -> None:
-        self.idle.clear()
+        with self._count_lock:
+            self._in_flight += 1  # handed over but not yet queued on the loop
+            self.idle.clear()
         self.loop.call_soon_threadsafe(self._queue, group, message, delay)
 
     def _queue(self, group: str, message: dict[str, Any], delay: float) -> None:
+        with self._count_lock:
+            self._in_flight -= 1
         due = self.loop.time() + delay
         if group in self.pending:  # a newer snapshot replaces an unsent one
             due = min(due, self.pending[group][1])
@@ -71,7 +77,9 @@ class _SenderLoop:
     async def _send_forever(self) -> None:
         while True:
             if not self.pending:
-                self.idle.set()
+                with self._count_lock:
+                    if not self._in_flight:
+                        self.idle.set()
                 await self._wake.wait()
             self._wake.clear()
             now = self.loop.time()
