@@ -1,7 +1,10 @@
 """Settings of the example site: SQLite and django-q2's ORM broker out of the box.
 
-Set ``DATABASE_URL``-style variables to try PostgreSQL: ``JOBPROGRESS_DB=postgres``;
-``REDIS_URL`` switches the broker to Redis.
+``JOBPROGRESS_DB=postgres`` (with libpq's ``PGHOST``/``PGUSER``/... variables)
+switches to PostgreSQL; ``REDIS_URL`` (``redis://127.0.0.1:6379/0``) switches the
+broker to Redis and the channel layer to channels-redis, so updates are pushed.
+``DEMO_PACE`` scales how long the demo jobs take (1 is slow enough to watch);
+``DEMO_SQLITE_PATH`` moves the SQLite database (default: example.sqlite3 at the root).
 """
 
 import os
@@ -11,7 +14,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-project-not-secret")
 DEBUG = True
-ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -68,7 +71,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "example.sqlite3",
+            "NAME": os.environ.get("DEMO_SQLITE_PATH", BASE_DIR / "example.sqlite3"),
             "OPTIONS": {"timeout": 20},
         }
     }
@@ -90,7 +93,10 @@ else:
 
 CHANNEL_LAYERS = {
     "default": (
-        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
         if REDIS_URL
         else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
     )
@@ -98,7 +104,11 @@ CHANNEL_LAYERS = {
 
 JOBPROGRESS = {}
 
-LOGIN_URL = "/admin/login/"
+DEMO_PACE = float(os.environ.get("DEMO_PACE", "1"))
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "demo:home"
+LOGOUT_REDIRECT_URL = "login"
 STATIC_URL = "static/"
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -1,40 +1,117 @@
-"""The example site's jobs, one per use case the seeds describe."""
+"""The example site's jobs, one per use case the seeds describe.
 
+The sleeps stand in for real work, so that a person (or the browser test) can
+watch the bar move; ``pace`` scales them (``DEMO_PACE`` in the settings).
+"""
+
+import io
 import time
+import zipfile
+
+from django.urls import reverse
 
 from django_jobprogress import JobProgressMixin, progress_task
 
 
+def export_file_names(count):
+    """The files a zip export of ``count`` files contains."""
+    return [f"report-{number:03d}.csv" for number in range(1, count + 1)]
+
+
+def add_export_file(archive, name):
+    """Write one generated file into ``archive`` (a ``zipfile.ZipFile``)."""
+    rows = "".join(f"{name},{row},{row * row}\n" for row in range(1, 51))
+    archive.writestr(name, "file,row,square\n" + rows)
+
+
+def build_export(names):
+    """The whole archive of ``names`` as bytes (what the download view serves)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in names:
+            add_export_file(archive, name)
+    return buffer.getvalue()
+
+
 class ZipExport(JobProgressMixin):
-    """Oban's guide: zip many files, reporting progress per file; cancellable."""
+    """Oban's guide: zip many files, reporting progress per file.
+
+    Cancellable until three quarters of the files are in the archive.
+    """
 
     cancellable = True
     cancel_threshold = 0.75
 
-    def run(self, paths, delay=0.05):
+    def run(self, names, pace=1.0):
         self.progress.stage("zipping")
-        for i, path in enumerate(paths, 1):
-            time.sleep(delay)  # stands in for adding one file to the archive
-            self.progress.steps(i, len(paths))
-            self.progress.message(f"added {path}")
-            self.checkpoint()
-        return {"path": f"/exports/{len(paths)}-files.zip", "files": len(paths)}
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for done, name in enumerate(names, 1):
+                time.sleep(0.15 * pace)  # a real export would read the file from storage
+                add_export_file(archive, name)
+                self.progress.steps(done, len(names))
+                self.progress.message(f"added {name}")
+                self.checkpoint()
+        self.progress.stage("done")
+        size = len(buffer.getvalue())
+        return {
+            "url": reverse("demo:export-download", args=[self.job_id]),
+            "label": f"Download export.zip ({len(names)} files, {size // 1024} KiB)",
+            "files": len(names),
+            "bytes": size,
+        }
 
 
-@progress_task(queue=None)
-def send_newsletter(job, emails, delay=0.01):
-    """activejob-status style: total, increment and a free-form step field."""
+class StagedImport(JobProgressMixin):
+    """laravel-job-progress: an import in three stages, each mapped into its own
+    slice of the bar with ``steps(completed, total, base, max)``.
+
+    It may be cancelled while validating and importing; from 90 % on (indexing
+    the imported rows) it can no longer be stopped.
+    """
+
+    cancellable = True
+    cancel_threshold = 0.9
+
+    STAGES = (
+        # stage, rows, seconds per row, base, max
+        ("validating", 20, 0.05, 0.0, 0.2),
+        ("importing", 50, 0.08, 0.2, 0.9),
+        ("indexing", 10, 0.1, 0.9, 1.0),
+    )
+
+    def run(self, pace=1.0):
+        for stage, rows, seconds, base, top in self.STAGES:
+            self.progress.stage(stage)
+            for done in range(1, rows + 1):
+                time.sleep(seconds * pace)
+                self.progress.steps(done, rows, base, top)
+                self.progress.message(f"{stage}: row {done} of {rows}")
+                self.checkpoint()
+        return {"imported": self.STAGES[1][1]}
+
+
+@progress_task
+def send_newsletter(job, emails, pace=1.0):
+    """activejob-status: ``total``, ``increment`` and a free-form ``step`` field."""
     job.progress.total = len(emails)
     for email in emails:
-        job.progress.set(step=f"sending to {email}")
-        time.sleep(delay)
+        job.progress.set(step=f"sending to {email}", last_recipient=email)
+        time.sleep(0.2 * pace)  # delivering one message
         job.progress.increment()
+        job.checkpoint()
+    job.progress.set(step="all sent")
+    job.progress.finish()
     return {"sent": len(emails)}
 
 
 @progress_task
-def broken_report(job):
-    """Fails on purpose, to show how an error is reported."""
+def broken_report(job, pace=1.0):
+    """Collects for a while, then fails on purpose to show how an error is reported."""
     job.progress.stage("collecting")
-    job.progress.update(0.3)
+    for done in range(1, 9):
+        time.sleep(0.25 * pace)
+        job.progress.steps(done, 20)
+        job.progress.message(f"read source {done}")
+        job.checkpoint()
     raise RuntimeError("the report source is unavailable")

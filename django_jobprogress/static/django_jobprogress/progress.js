@@ -107,15 +107,16 @@
     if (!("WebSocket" in window) || !this.root.dataset.wsPath) { this.poll(); return; }
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var opened = false;
+    var received = false;  // the server always sends a snapshot first: none means failure
     var socket = new WebSocket(this.withToken(scheme + window.location.host + this.root.dataset.wsPath));
     this.socket = socket;
-    socket.onopen = function () { opened = true; self.socketFailures = 0; self.backoff = 500; };
-    socket.onmessage = function (event) { self.render(JSON.parse(event.data)); };
+    socket.onopen = function () { opened = true; self.backoff = 500; };
+    socket.onmessage = function (event) { received = true; self.render(JSON.parse(event.data)); };
     socket.onclose = function (event) {
       self.socket = null;
       if (self.done || event.code === 1000) { return; }
       if (event.code === 4403) { self.done = true; return; }
-      if (!opened) { self.socketFailures += 1; }
+      if (!opened || !received) { self.socketFailures += 1; } else { self.socketFailures = 0; }
       if (self.socketFailures >= SOCKET_FAILURES_BEFORE_POLLING) { self.poll(); return; }
       setTimeout(function () { if (!self.done) { self.connect(); } }, self.backoff);
       self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
