@@ -1,9 +1,9 @@
 """The example site in a real browser: Chromium (driven by Playwright) against
 daphne and a django-q2 cluster, both subprocesses on the live test database.
 
-Each test logs in, starts a job from its use-case page and watches the bar the
-way a person would: every value the bar's ``aria-valuenow`` takes is recorded
-by a MutationObserver installed before the page's own scripts run, so a bar
+Each test logs in, starts a job (or a batch of jobs) from its page and watches
+the bar the way a person would: every value the bar's ``aria-valuenow`` takes is
+recorded by a MutationObserver installed before the page's own scripts run, so a bar
 that never updates (socket and polling both broken) fails the test. Nothing
 sleeps blindly: every wait is a condition with a deadline.
 
@@ -37,7 +37,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.db import connection, connections
 
-from django_jobprogress.models import JobRecord
+from django_jobprogress.models import Batch, JobRecord
 from tests.conftest import clear_run_keys, service_missing
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -156,11 +156,12 @@ class Process:
 
 
 class Stack:
-    def __init__(self, layer, web, worker, url):
+    def __init__(self, layer, web, worker, url, env):
         self.layer = layer
         self.web = web
         self.worker = worker
         self.url = url
+        self.env = env  # what daphne and the qcluster run with
 
     def assert_alive(self):
         self.web.assert_alive()
@@ -214,7 +215,7 @@ def stack(request, django_db_setup, tmp_path_factory):
         env,
         logs / "daphne.log",
     )
-    running = Stack(layer, web, worker, f"http://127.0.0.1:{port}")
+    running = Stack(layer, web, worker, f"http://127.0.0.1:{port}", env)
     try:
         running.wait_until_serving()
         yield running
@@ -293,8 +294,9 @@ class Visitor:
     async def seen(self):
         return await self.page.evaluate("window.__bar")
 
-    async def wait_for(self, expression, what, job_id, arg=None):
-        """Wait until ``expression`` (JS) holds in the page; fail with what we know."""
+    async def wait_for(self, expression, what, job_id, arg=None, row=None):
+        """Wait until ``expression`` (JS) holds in the page; fail with what we know
+        (``row(job_id)`` reads the job's row, or the batch's)."""
         from playwright.async_api import Error as PlaywrightError
 
         try:
@@ -302,10 +304,10 @@ class Visitor:
         except PlaywrightError as exc:
             self.stack.assert_alive()
             seen = await self.seen()
-            row = await sync_to_async(job_row)(job_id)
+            found = await sync_to_async(row or job_row)(job_id)
             pytest.fail(
                 f"timed out waiting for {what}: {exc}\nbar values seen: {seen}\n"
-                f"socket frames: {len(self.frames)}\njob row: {row}\n{self.stack.logs()}"
+                f"socket frames: {len(self.frames)}\nrow: {found}\n{self.stack.logs()}"
             )
 
 
@@ -536,3 +538,163 @@ async def test_strangers_see_neither_the_job_nor_its_download(visit, stack, brow
         assert response.status == 404
     finally:
         await anonymous.close()
+
+
+# -- the weekly email blast: a batch ----------------------------------------------------
+
+# Runs in the blast's page before its scripts: records each value the counters show.
+RECORD_COUNTS = """
+window.__counts = [];
+new MutationObserver(function (mutations) {
+  mutations.forEach(function (m) {
+    var node = m.target.nodeType === 1 ? m.target : m.target.parentElement;
+    if (node && node.matches && node.matches("[data-blast-count]")) {
+      window.__counts.push([node.getAttribute("data-blast-count"), node.textContent]);
+    }
+  });
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+COUNTERS = ("pending", "running", "succeeded", "failed", "cancelled", "total")
+BLAST_TASKS = "example_project.demo.tasks."
+
+
+def migrate_demo(stack, *target):
+    """Migrate the example's demo app in the live test database (``zero`` unapplies
+    it): the test process's own settings do not install that app, so the test
+    database has none of its tables."""
+    argv = [sys.executable, "-m", "django", "migrate", "demo", *target, "--no-input", "-v", "0"]
+    result = subprocess.run(
+        argv, cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode:
+        pytest.fail(f"{' '.join(argv[2:])} failed:\n{result.stdout}{result.stderr}")
+
+
+@pytest.fixture
+def demo_tables(stack, transactional_db):
+    """The demo app's table (its ``Notice``) for one test, dropped before the test
+    database is flushed, so its foreign key to the users never blocks the flush."""
+    migrate_demo(stack)
+    yield
+    migrate_demo(stack, "zero")
+
+
+def batch_row(batch_id):
+    return (
+        Batch.objects.filter(pk=batch_id)
+        .values("status", "total", "succeeded", "failed", "cancelled", "owner__username")
+        .first()
+    )
+
+
+def blast_records(batch_id):
+    """The blast's rows, read with plain SQL where the test process has no model."""
+    batch = Batch.objects.select_related("owner").get(pk=batch_id)
+    members = JobRecord.objects.filter(batch_id=batch_id)
+    callbacks = JobRecord.objects.filter(task_name=BLAST_TASKS + "blast_finished")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.text, u.username FROM demo_notice n LEFT JOIN auth_user u ON u.id = n.user_id"
+        )
+        notices = cursor.fetchall()
+    return {
+        "batch": batch,
+        "owner": batch.owner.username,
+        "members": sorted(members.values_list("status", flat=True)),
+        "errors": list(members.filter(status="failed").values_list("error", flat=True)),
+        "callbacks": list(callbacks.values_list("status", "owner__username", "args")),
+        "notices": notices,
+    }
+
+
+@embedded_only
+async def test_weekly_blast_counts_live_and_shows_the_callbacks_notice(
+    visit, stack, browser, demo_tables
+):
+    ivan = await visit("ivan")
+    page = ivan.page
+    await ivan.context.add_init_script(RECORD_COUNTS)
+    await page.goto(stack.url + "/")
+    await page.click('main a[href="/blast/"]')
+    assert await page.input_value("#id_count") == "300"
+    await page.fill("#id_count", "60")
+    await page.click('[data-action="start"]')
+    await page.wait_for_url(re.compile(r"/blast/[0-9a-f-]{36}/$"))
+    batch_id = page.url.rstrip("/").rsplit("/", 1)[1]
+
+    def wait_for(expression, what, arg=None):
+        return ivan.wait_for(expression, what, batch_id, arg=arg, row=batch_row)
+
+    await wait_for(TWO_INTERMEDIATE_VALUES, "two values of the batch bar between 0 and 100")
+    await wait_for(STATUS_IS, "the batch to complete", arg="completed")
+    notice = "Weekly blast finished: 59 delivered, 1 bounced"
+    await wait_for(
+        "(text) => Array.from(document.querySelectorAll('[data-blast-notices] li'))"
+        ".some(item => item.textContent === text)",
+        "the on-complete callback's notification",
+        arg=notice,
+    )
+
+    # The bar went through the batch to its end, never backwards.
+    seen = await ivan.seen()
+    assert len(intermediate(seen["values"])) >= 2, seen
+    assert seen["values"] == sorted(seen["values"]), seen
+    assert seen["values"][-1] == 100
+    assert await page.inner_text('[data-field="message"]') == "60 of 60 done, 1 failed"
+
+    # The counters moved with it and ended on the batch's own counters.
+    shown = {name: await page.inner_text(f'[data-blast-count="{name}"]') for name in COUNTERS}
+    assert shown == {
+        "pending": "0",
+        "running": "0",
+        "succeeded": "59",
+        "failed": "1",
+        "cancelled": "0",
+        "total": "60",
+    }
+    counts = await page.evaluate("window.__counts")
+    delivered = {int(value) for name, value in counts if name == "succeeded"}
+    assert any(0 < value < 59 for value in delivered), counts
+
+    records = await sync_to_async(blast_records)(batch_id)
+    batch = records["batch"]
+    assert batch.status == "completed"  # bounces are allowed: they do not fail a blast
+    assert records["owner"] == "ivan"
+    assert {name: str(getattr(batch, name)) for name in COUNTERS[2:]} == {
+        name: shown[name] for name in COUNTERS[2:]
+    }
+    assert records["members"] == ["completed"] * 59 + ["failed"]
+    assert records["errors"] == ["Bounced: 550 subscriber50@example.com: mailbox unavailable"]
+    # The callback ran once, as ivan's job, with the batch's final snapshot, and
+    # wrote exactly one notification.
+    assert batch.on_complete_enqueued_at is not None
+    [(status, owner, args)] = records["callbacks"]
+    assert (status, owner) == ("completed", "ivan")
+    assert args[0]["id"] == batch_id
+    assert (args[0]["succeeded"], args[0]["failed"]) == (59, 1)
+    assert records["notices"] == [(notice, "ivan")]
+    assert await page.locator("[data-blast-waiting]").is_hidden()
+    assert not ivan.errors
+
+    # Nobody else sees the blast, its notices or its batch.
+    paths = (
+        f"/blast/{batch_id}/",
+        f"/blast/{batch_id}/notices/",
+        f"/jobprogress/batches/{batch_id}/",
+    )
+    stranger = await visit("judy")
+    for path in paths:
+        response = await stranger.page.request.get(stack.url + path)
+        assert response.status == 404, path
+    anonymous = await browser.new_context()
+    try:
+        for path in paths[:2]:
+            response = await anonymous.request.get(stack.url + path)
+            assert response.url == f"{stack.url}/login/?next={path}", path
+    finally:
+        await anonymous.close()
+
+    # Its owner finds it again, notification and all, in a fresh page.
+    await page.goto(f"{stack.url}/blast/{batch_id}/")
+    assert await page.inner_text("[data-blast-notices] li") == notice
+    assert await page.inner_text('[data-blast-count="failed"]') == "1"

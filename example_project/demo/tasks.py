@@ -8,9 +8,11 @@ import io
 import time
 import zipfile
 
+from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from django_jobprogress import JobProgressMixin, progress_task
+from example_project.demo.models import Notice
 
 
 def export_file_names(count):
@@ -115,3 +117,51 @@ def broken_report(job, pace=1.0):
         job.progress.message(f"read source {done}")
         job.checkpoint()
     raise RuntimeError("the report source is unavailable")
+
+
+# -- Oban's batching guide: the weekly email blast -------------------------------------
+
+BOUNCE_EVERY = 50  # one address in fifty bounces: 300 recipients, 6 bounced
+
+
+class Bounced(Exception):
+    """The (simulated) mail server refused the address."""
+
+
+def blast_recipients(count):
+    """The addresses a blast to ``count`` recipients goes to."""
+    return [f"subscriber{number}@example.com" for number in range(1, count + 1)]
+
+
+def bounces(address):
+    """Whether ``address`` bounces: deterministic, so every run shows the same failures."""
+    number = int(address.split("@", 1)[0].removeprefix("subscriber"))
+    return number % BOUNCE_EVERY == 0
+
+
+@progress_task(max_attempts=1)
+def deliver_email(job, address, pace=1.0):
+    """One email of the blast, one job of its batch. A bounce raises: the job
+    fails, for good (one attempt), and the batch counts it as failed."""
+    time.sleep(0.1 * pace)  # talking to the mail server
+    if bounces(address):
+        raise Bounced(f"550 {address}: mailbox unavailable")
+    return {"delivered": address}
+
+
+def blast_summary(batch):
+    """ "Weekly blast finished: 294 delivered, 6 bounced" from a batch snapshot."""
+    line = f"Weekly blast finished: {batch['succeeded']} delivered, {batch['failed']} bounced"
+    if batch["cancelled"]:
+        line += f", {batch['cancelled']} cancelled"
+    return line
+
+
+@progress_task
+def blast_finished(job, batch, user_id=None):
+    """The blast's on_complete callback, run once after its last email: writes the
+    admin notification. ``batch`` is the batch's final snapshot."""
+    text = blast_summary(batch)
+    user = get_user_model()._default_manager.filter(pk=user_id).first() if user_id else None
+    notice = Notice.objects.create(user=user, batch_id=batch["id"], text=text)
+    return {"notice": notice.pk, "text": text}

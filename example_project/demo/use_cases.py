@@ -4,7 +4,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 
+from django_jobprogress.models import Batch
 from example_project.demo import tasks
 
 
@@ -97,3 +99,40 @@ USE_CASES = {
 }
 
 BY_TASK_NAME = {case.task_name: case for case in USE_CASES.values()}
+
+
+# -- Oban's batching guide: the weekly email blast -------------------------------------
+
+BLAST_SOURCE = "Oban guide: Batching Jobs for Monitoring"
+BLAST_DEFAULT = 300
+BLAST_MAX = 2000
+
+
+def blasts(user):
+    """The email blasts ``user`` started (batches whose callback is the blast's)."""
+    return Batch.objects.filter(owner=user, on_complete=tasks.blast_finished.get_task_name())
+
+
+def start_blast(user, count):
+    """Send the weekly email to ``count`` subscribers: one ``deliver_email`` job per
+    address, all in one batch owned by ``user``; its ``on_complete`` callback writes
+    the admin notification once the last email is done. Returns the ``Batch``.
+
+    Bounces are expected in a mailing, so they do not fail the batch
+    (``allow_failures``): it ends ``completed`` and counts them as failed. One
+    transaction writes the batch and its jobs, so the jobs start together once it
+    commits and a failure half-way leaves nothing behind.
+    """
+    with (
+        transaction.atomic(),
+        Batch.open(
+            f"Weekly email blast to {count} subscribers",
+            on_complete=tasks.blast_finished,
+            owner=user,
+            allow_failures=True,
+            callback_kwargs={"user_id": user.pk},
+        ) as batch,
+    ):
+        for address in tasks.blast_recipients(count):
+            tasks.deliver_email.enqueue(address, pace=pace(), batch=batch)
+    return batch

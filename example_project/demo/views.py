@@ -1,13 +1,16 @@
-"""Pages of the example site: a home page, one page per use case, a job's page."""
+"""Pages of the example site: a home page, one page per use case, a job's page,
+and the weekly email blast (a batch) with its page."""
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from django_jobprogress.models import JobRecord
-from example_project.demo import tasks
+from example_project.demo import tasks, use_cases
+from example_project.demo.models import Notice
 from example_project.demo.use_cases import BY_TASK_NAME, USE_CASES
 
 RECENT = 10
@@ -34,7 +37,8 @@ def _case(slug):
 
 
 def _recent(user, case=None, exclude=None):
-    jobs = JobRecord.objects.filter(owner=user)
+    # Only the use cases' own jobs: not a blast's callback, which has its own page.
+    jobs = JobRecord.objects.filter(owner=user, task_name__in=list(BY_TASK_NAME))
     if case is not None:
         jobs = jobs.filter(task_name=case.task_name)
     if exclude is not None:
@@ -104,3 +108,71 @@ def export_download(request, job_id):
     response = HttpResponse(tasks.build_export(names), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="export-{record.pk}.zip"'
     return response
+
+
+class BlastForm(forms.Form):
+    count = forms.IntegerField(
+        label="Recipients",
+        initial=use_cases.BLAST_DEFAULT,
+        min_value=1,
+        max_value=use_cases.BLAST_MAX,
+    )
+
+
+def _blast_page(request, form, batch=None, status=200):
+    blasts = use_cases.blasts(request.user)
+    if batch is not None:
+        blasts = blasts.exclude(pk=batch.pk)
+    notices = Notice.objects.filter(batch_id=batch.pk).order_by("created_at") if batch else []
+    return render(
+        request,
+        "demo/blast.html",
+        {
+            "source": use_cases.BLAST_SOURCE,
+            "form": form,
+            "batch": batch,
+            "snapshot": batch.snapshot() if batch else None,
+            "notices": notices,
+            "recent_blasts": blasts[:RECENT],
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def blast(request):
+    """Describe the weekly email blast; a POST sends it and shows its batch."""
+    form = BlastForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        batch = use_cases.start_blast(request.user, form.cleaned_data["count"])
+        return redirect("demo:blast-batch", batch_id=batch.pk)
+    return _blast_page(request, form, status=400 if request.method == "POST" else 200)
+
+
+@login_required
+@require_GET
+def blast_batch(request, batch_id):
+    """One blast: its batch bar, its counters and the callback's notification
+    (only its owner sees it)."""
+    batch = get_object_or_404(use_cases.blasts(request.user), pk=batch_id)
+    return _blast_page(request, BlastForm(), batch)
+
+
+@never_cache
+@login_required
+@require_GET
+def blast_notices(request, batch_id):
+    """The notifications the blast's callback wrote, as JSON, for its owner."""
+    batch = get_object_or_404(use_cases.blasts(request.user), pk=batch_id)
+    notices = Notice.objects.filter(batch_id=batch.pk).order_by("created_at")
+    return JsonResponse(
+        {
+            "batch": str(batch.pk),
+            "status": batch.status,
+            "notices": [
+                {"text": notice.text, "created": notice.created_at.isoformat()}
+                for notice in notices
+            ],
+        }
+    )
