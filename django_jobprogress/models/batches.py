@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -175,7 +176,10 @@ class Batch(SignedAccess, models.Model):
         try:
             yield batch
         except BaseException:
-            batch.abort()
+            try:
+                batch.abort()
+            except Exception:  # e.g. a broken outer transaction: its rollback undoes all
+                logger.warning("batch %s: could not abort", batch.pk, exc_info=True)
             raise
         batch.seal()
 
@@ -232,12 +236,13 @@ class Batch(SignedAccess, models.Model):
         )
         if won:
             self.refresh_from_db()
+            snapshot = self.snapshot()  # what every callback receives
             for callback in self._callbacks_due():
                 try:
                     # Claim and enqueue together: if enqueueing fails, the claim is
                     # undone too and the row honestly says it was never enqueued.
                     with transaction.atomic(using=self._state.db or "default"):
-                        self._enqueue_callback(callback, now)
+                        self._enqueue_callback(callback, now, snapshot)
                 except Exception:
                     # Never undo the member's own transition for a broken callback.
                     setattr(self, f"{callback}_enqueued_at", None)
@@ -253,7 +258,7 @@ class Batch(SignedAccess, models.Model):
             due.append("on_failure")
         return [name for name in due if getattr(self, name)]
 
-    def _enqueue_callback(self, callback: str, now: Any) -> None:
+    def _enqueue_callback(self, callback: str, now: Any, snapshot: dict[str, Any]) -> None:
         from django_jobprogress.tasks import resolve_task
 
         claimed = Batch.objects.filter(
@@ -263,7 +268,7 @@ class Batch(SignedAccess, models.Model):
             return
         setattr(self, f"{callback}_enqueued_at", now)
         resolve_task(getattr(self, callback)).enqueue(
-            self.snapshot(), owner=self.owner, **self.callback_kwargs
+            snapshot, owner=self.owner, **self.callback_kwargs
         )
 
     def request_cancel(self, by: Any = None) -> bool:
@@ -273,10 +278,10 @@ class Batch(SignedAccess, models.Model):
 
         now = timezone.now()
         if not Batch.objects.filter(pk=self.pk, finished_at__isnull=True).update(
-            cancel_requested_at=now
+            cancel_requested_at=Coalesce(F("cancel_requested_at"), Value(now))
         ):
             return False
-        self.cancel_requested_at = now
+        self.refresh_from_db(fields=["cancel_requested_at"])
         for member in JobRecord.objects.filter(batch_id=self.pk).unfinished():
             member.request_cancel(by=by)
         with transaction.atomic(using=self._state.db or "default"):
