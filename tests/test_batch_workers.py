@@ -28,7 +28,7 @@ from django.db.models import Count, Max
 from django_jobprogress import progress_task
 from django_jobprogress.models import Batch, JobRecord
 from tests import jobs
-from tests.test_worker_process import Cluster, _postgres_reachable, row, wait_for
+from tests.workers import Cluster, _postgres_reachable, row, wait_for
 
 if connection.vendor != "postgresql":
     pytest.skip("PostgreSQL-only: run with JOBPROGRESS_TEST_DB=postgres", allow_module_level=True)

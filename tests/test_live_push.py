@@ -45,7 +45,7 @@ from django_jobprogress.models import JobRecord
 from django_jobprogress.routing import websocket_urlpatterns
 from tests import push_jobs
 from tests.conftest import clear_run_keys, service_missing
-from tests.test_worker_process import Cluster, _postgres_reachable
+from tests.workers import Cluster, _postgres_reachable
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
