@@ -91,18 +91,3 @@ application = ProtocolTypeRouter(
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )
-
-if os.environ.get("BENCH_PUSH_EXPERIMENT") == "sequential":
-    import json as _json
-
-    from django_jobprogress.consumers import ProgressHub
-
-    async def _deliver(self, group, snapshot):
-        consumers = [c for c in self.watchers.get(group, ()) if c.wants(snapshot)]
-        if not consumers:
-            return
-        text = _json.dumps(snapshot)
-        for c in consumers:
-            await c.deliver(text, snapshot)
-
-    ProgressHub.deliver = _deliver

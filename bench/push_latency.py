@@ -460,11 +460,14 @@ class Setup:
                     profiler = None
             if worker.wait(run_seconds) != 0:
                 raise RuntimeError(f"the worker failed; see {worker.log}")
-            # The clients end when the server has closed all their sockets; past a
-            # grace period they are told to stop waiting (what is missing is reported).
+            # The clients end when the server has closed all their sockets (after the
+            # final snapshot; CPU is still sampled meanwhile, for a server running
+            # behind); past a grace period they are told to stop waiting, and what
+            # they miss is reported.
             deadline = time.monotonic() + CLIENT_GRACE
             while any(c.alive() for c in clients) and time.monotonic() < deadline:
-                time.sleep(0.05)
+                time.sleep(0.02)
+                sampler.sample()
             for c in clients:
                 if c.alive():
                     c.popen.send_signal(signal.SIGUSR1)
@@ -751,6 +754,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         sys.exit(main())
     except KeyboardInterrupt:

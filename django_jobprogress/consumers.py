@@ -140,16 +140,24 @@ class ProgressHub:
             self._receiver, self._channel, self._layer = None, None, None
 
     async def _receive_forever(self, layer: Any) -> None:
+        # channels-redis's core layer blocks 5 s in BZPOPMIN, and redis-py 8 gives up
+        # reading after its default socket_timeout of 5 s: an idle receive() raises
+        # TimeoutError every ~5 s. Retrying at once keeps that from delaying the next
+        # update by the back-off (it was 1 s) or filling the log.
         channel = self._channel
+        failures = 0
         while True:
             try:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.warning("channel layer receive failed; retrying", exc_info=True)
-                await asyncio.sleep(1)
+                failures += 1
+                if failures > 1:  # a single failure is retried at once (see above)
+                    logger.warning("channel layer receive failed; retrying", exc_info=True)
+                    await asyncio.sleep(min(0.1 * failures, 1.0))
                 continue
+            failures = 0
             if message.get("type") == MESSAGE_TYPE:
                 await self.deliver(message["group"], message["snapshot"])
 
@@ -169,7 +177,15 @@ class ProgressHub:
         if not consumers:
             return
         text = json.dumps(snapshot)
-        await asyncio.gather(*(c.deliver(text, snapshot) for c in consumers))
+        # One socket after the other: a send only hands the frame to the server's
+        # transport, and a Task per socket (gather) costs more than the send. One
+        # socket's failure (uvicorn raises ClientDisconnected for a socket that just
+        # went away) must not stop the others, nor end the hub's receive loop.
+        for consumer in consumers:
+            try:
+                await consumer.deliver(text, snapshot)
+            except Exception:
+                logger.debug("could not send %s to a socket", group, exc_info=True)
 
 
 _hubs: dict[asyncio.AbstractEventLoop, ProgressHub] = {}

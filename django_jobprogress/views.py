@@ -22,7 +22,8 @@ def _token(request: HttpRequest) -> str | None:
 
 def _visible(request: HttpRequest, model: Any, pk: UUID) -> Any:
     obj = model.objects.filter(pk=pk).first()
-    if obj is None or not access.can_view(request.user, obj, _token(request)):
+    user = getattr(request, "user", None)  # no AuthenticationMiddleware: tokens only
+    if obj is None or not access.can_view(user, obj, _token(request)):
         raise Http404("Not found.")
     return obj
 
@@ -34,9 +35,10 @@ def _detail(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
 def _cancel(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
     """200 when the cancel took effect or is pending, 409 when it is refused."""
     obj = _visible(request, model, pk)
-    if not access.can_cancel(request.user, obj, _token(request)):
+    user = getattr(request, "user", None)
+    if not access.can_cancel(user, obj, _token(request)):
         return JsonResponse({"cancelled": False, "reason": "not allowed"}, status=403)
-    if obj.request_cancel(by=request.user):
+    if obj.request_cancel(by=user):
         obj.refresh_from_db()
         return JsonResponse({"cancelled": True, "snapshot": obj.snapshot()})
     obj.refresh_from_db()
