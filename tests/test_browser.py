@@ -32,13 +32,13 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.db import connection, connections
 
 from django_jobprogress.models import Batch, JobRecord
 from tests.conftest import clear_run_keys, service_missing
+from tests.workers import _postgres_reachable, _redis_client
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -74,20 +74,6 @@ STATUS = '[data-field="status"]'
 # -- the stack: daphne + qcluster -----------------------------------------------
 
 
-def _postgres_reachable():
-    db = django_settings.DATABASES["default"]
-    if db["ENGINE"] != "django.db.backends.postgresql":
-        return
-    import psycopg
-
-    try:
-        psycopg.connect(
-            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", connect_timeout=3
-        ).close()
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT']}: {exc}")
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _require_browser_services():
     """Before the test database is set up: skip (fail in CI) without the tools."""
@@ -98,17 +84,6 @@ def _require_browser_services():
         service_missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     if importlib.util.find_spec("daphne") is None:
         service_missing("daphne is not installed (pip install -e '.[test]')")
-
-
-def _redis_client():
-    import redis
-
-    client = redis.Redis.from_url(django_settings.REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis is not reachable at {django_settings.REDIS_URL}: {exc}")
-    return client
 
 
 def _free_port():
