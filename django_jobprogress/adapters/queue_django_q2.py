@@ -55,6 +55,8 @@ class DjangoQ2Queue(QueueAdapter):
             "task_name": delivery_name(record),
             "ack_failure": record.max_attempts <= 1,
         }
+        if record.max_attempts <= 1:
+            q_options["save"] = False  # successes only; see the class docstring
         if record.queue:
             q_options["cluster"] = record.queue
         if options.timeout is not None:
