@@ -4,37 +4,65 @@ Compiling an ORM UPDATE costs more client CPU than the statement costs the
 database, and a worker runs several per job. These helpers write the same
 guarded UPDATE directly (values prepared by the fields themselves), and the
 claim uses ``UPDATE ... RETURNING`` so a worker reads and claims its job in one
-round trip. Backends without ``RETURNING`` get ``NotImplemented`` and the
-caller falls back to the ORM.
+round trip. The SQL text, the fields that prepare each value and the
+converters of the returned row are built once per connection and statement
+shape, then reused. Backends without ``RETURNING`` get ``NotImplemented`` and
+the caller falls back to the ORM.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.db import connections
-from django.db.models import Model
+from django.db.models import Field, Model
+
+# connection -> statement shape -> what was built for it. Keyed by the connection
+# object (one per thread and alias) because converters are bound to its backend.
+_built: WeakKeyDictionary[Any, dict[tuple, Any]] = WeakKeyDictionary()
 
 
-def _prepare(model: type[Model], connection: Any, values: dict[str, Any]) -> tuple[list, list]:
+def _once(connection: Any, key: tuple, build: Callable[[], Any]) -> Any:
+    per_connection = _built.get(connection)
+    if per_connection is None:
+        per_connection = _built[connection] = {}
+    try:
+        return per_connection[key]
+    except KeyError:
+        built = per_connection[key] = build()
+        return built
+
+
+def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[Field, ...]:
+    return tuple(model._meta.get_field(name) for name in names)
+
+
+def _assignments(connection: Any, fields: tuple[Field, ...]) -> list[str]:
     qn = connection.ops.quote_name
-    sets, params = [], []
-    for name, value in values.items():
-        field = model._meta.get_field(name)
-        sets.append(f"{qn(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    return sets, params
+    return [f"{qn(field.column)} = %s" for field in fields]
 
 
-def _where(model: type[Model], connection: Any, pk: Any, statuses: Iterable[str]) -> tuple:
+def _prepare(fields: tuple[Field, ...], values: dict[str, Any], connection: Any) -> list:
+    return [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(fields, values.values(), strict=True)
+    ]
+
+
+def _build_update(
+    model: type[Model], connection: Any, names: tuple[str, ...], statuses: int
+) -> tuple[str, tuple[Field, ...]]:
     qn = connection.ops.quote_name
-    pk_field = model._meta.pk
-    statuses = list(statuses)
-    placeholders = ", ".join(["%s"] * len(statuses))
-    sql = f"{qn(pk_field.column)} = %s AND {qn('status')} IN ({placeholders})"
-    return sql, [pk_field.get_db_prep_value(pk, connection), *statuses]
+    fields = _fields(model, names)
+    placeholders = ", ".join(["%s"] * statuses)
+    sql = (
+        f"UPDATE {qn(model._meta.db_table)} SET {', '.join(_assignments(connection, fields))} "
+        f"WHERE {qn(model._meta.pk.column)} = %s AND {qn('status')} IN ({placeholders})"
+    )
+    return sql, fields
 
 
 def update_if(
@@ -42,11 +70,18 @@ def update_if(
 ) -> bool:
     """``UPDATE ... SET values WHERE pk = pk AND status IN statuses``; True if a row changed."""
     connection = connections[using]
-    sets, params = _prepare(model, connection, values)
-    where, where_params = _where(model, connection, pk, statuses)
-    table = connection.ops.quote_name(model._meta.db_table)
+    statuses = tuple(statuses)
+    names = tuple(values)
+    sql, fields = _once(
+        connection,
+        ("update", model, names, len(statuses)),
+        lambda: _build_update(model, connection, names, len(statuses)),
+    )
+    params = _prepare(fields, values, connection)
+    params.append(model._meta.pk.get_db_prep_value(pk, connection))
+    params.extend(statuses)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE {where}", params + where_params)
+        cursor.execute(sql, params)
         return cursor.rowcount == 1
 
 
@@ -67,6 +102,53 @@ def _supports_returning(connection: Any) -> bool:
     return connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
 
 
+def _build_claim(
+    model: type[Model], connection: Any, names: tuple[str, ...]
+) -> tuple[str, tuple[Field, ...]] | None:
+    stale = _plus_seconds(connection, "stall_timeout")
+    deadline = _plus_seconds(connection, "progress_timeout")
+    if stale is None or deadline is None or not _supports_returning(connection):
+        return None
+    qn = connection.ops.quote_name
+    fields = _fields(model, names)
+    sets = [
+        *_assignments(connection, fields),
+        f"{qn('attempts')} = {qn('attempts')} + 1",
+        f"{qn('stale_after')} = {stale}",
+        f"{qn('progress_deadline')} = {deadline}",
+    ]
+    columns = ", ".join(qn(f.column) for f in model._meta.concrete_fields)
+    sql = (
+        f"UPDATE {qn(model._meta.db_table)} SET {', '.join(sets)} "
+        f"WHERE {qn(model._meta.pk.column)} = %s AND ({qn('status')} = %s "
+        f"OR ({qn('status')} = %s AND {qn('stale_after')} < %s)) RETURNING {columns}"
+    )
+    return sql, fields
+
+
+def _build_reader(model: type[Model], connection: Any) -> Callable[[str, tuple], Model]:
+    """A function turning a returned row (all concrete fields) into an instance."""
+    fields = model._meta.concrete_fields
+    attnames = [f.attname for f in fields]
+    converting = []
+    for index, field in enumerate(fields):
+        col = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+        if converters:
+            converting.append((index, col, converters))
+
+    def read(using: str, row: tuple) -> Model:
+        values = list(row)
+        for index, col, converters in converting:
+            value = values[index]
+            for convert in converters:
+                value = convert(value, col, connection)
+            values[index] = value
+        return model.from_db(using, attnames, values)
+
+    return read
+
+
 def claim_returning(
     model: type[Model],
     using: str,
@@ -83,38 +165,21 @@ def claim_returning(
     ``progress_deadline`` from the row's own timeouts, all in one statement.
     """
     connection = connections[using]
-    stale = _plus_seconds(connection, "stall_timeout")
-    deadline = _plus_seconds(connection, "progress_timeout")
-    if stale is None or deadline is None or not _supports_returning(connection):
-        return NotImplemented
-    qn = connection.ops.quote_name
-    sets, params = _prepare(model, connection, values)
-    when = model._meta.get_field("stale_after").get_db_prep_save(now, connection)
-    sets += [
-        f"{qn('attempts')} = {qn('attempts')} + 1",
-        f"{qn('stale_after')} = {stale}",
-        f"{qn('progress_deadline')} = {deadline}",
-    ]
-    params += [when, when]
-    pk_field = model._meta.pk
-    fields = model._meta.concrete_fields
-    columns = ", ".join(qn(f.column) for f in fields)
-    sql = (
-        f"UPDATE {qn(model._meta.db_table)} SET {', '.join(sets)} "
-        f"WHERE {qn(pk_field.column)} = %s AND ({qn('status')} = %s "
-        f"OR ({qn('status')} = %s AND {qn('stale_after')} < %s)) RETURNING {columns}"
+    names = tuple(values)
+    statement = _once(
+        connection, ("claim", model, names), lambda: _build_claim(model, connection, names)
     )
-    params += [pk_field.get_db_prep_value(pk, connection), pending, running, when]
+    if statement is None:
+        return NotImplemented
+    sql, fields = statement
+    when = model._meta.get_field("stale_after").get_db_prep_save(now, connection)
+    params = _prepare(fields, values, connection)
+    params += [when, when, model._meta.pk.get_db_prep_value(pk, connection), pending, running]
+    params.append(when)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    table = model._meta.db_table
-    values_out = []
-    for field, value in zip(fields, row, strict=True):
-        col = field.get_col(table)
-        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
-            value = convert(value, col, connection)
-        values_out.append(value)
-    return model.from_db(using, [f.attname for f in fields], values_out)
+    read = _once(connection, ("read", model), lambda: _build_reader(model, connection))
+    return read(using, row)

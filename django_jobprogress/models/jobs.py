@@ -89,8 +89,7 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         """Claim job ``job_id`` for this worker and return it, or None if it is not
         claimable (finished, cancelled, or running with a fresh heartbeat)."""
         now = now or timezone.now()
-        template = _instance or self.model(pk=job_id)
-        values = template._claim_values(host, pid, delivery_id, now)
+        values = self.model._claim_values(host, pid, delivery_id, now)
         record = fastsql.claim_returning(
             self.model,
             self.db,
@@ -290,9 +289,10 @@ class JobRecord(SignedAccess, models.Model):
         )
         return fresh is not None
 
-    def _claim_values(self, host: str, pid: int, delivery_id: str, now: datetime) -> dict:
+    @classmethod
+    def _claim_values(cls, host: str, pid: int, delivery_id: str, now: datetime) -> dict:
         values = {
-            "status": self.Status.RUNNING,
+            "status": cls.Status.RUNNING,
             # A retry starts over: nothing the previous attempt reported carries on.
             "progress": 0.0,
             "current": 0,
