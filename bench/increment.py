@@ -95,22 +95,27 @@ class SQLCounter:
 class CallCounter:
     """Counts the calls of ``JobRecord`` transition methods, by thread."""
 
-    METHODS = ("claim", "save_progress", "beat", "complete", "fail_attempt", "note_queue_task_id")
+    METHODS = ("save_progress", "beat", "complete", "fail_attempt")
+    MANAGER_METHODS = ("claim",)  # run_job claims through JobRecord.objects
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.lock = threading.Lock()
 
     def patch(self, model) -> None:
-        for name in self.METHODS:
-            original = getattr(model, name)
+        self._patch(model, self.METHODS)
+        self._patch(type(model.objects), self.MANAGER_METHODS)
+
+    def _patch(self, owner, names) -> None:
+        for name in names:
+            original = getattr(owner, name)
 
             def wrapper(*args, _original=original, _name=name, **kwargs):
                 with self.lock:
                     self.counts[(threading.current_thread().name, _name)] += 1
                 return _original(*args, **kwargs)
 
-            setattr(model, name, wrapper)
+            setattr(owner, name, wrapper)
 
 
 def run_child(db: str, args: argparse.Namespace) -> None:
