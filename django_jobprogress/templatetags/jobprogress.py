@@ -62,7 +62,8 @@ def progress_bar(
 
     ``size`` is sm, md or lg; ``label`` names the bar for screen readers and
     sighted users alike; ``token`` (from ``record.access_token()``) lets a
-    viewer without a session follow the job.
+    viewer without a session follow the job. A viewer who may not see the job
+    gets a placeholder that tells nothing about it, as the JSON view answers 404.
     """
     if size not in SIZES:
         raise template.TemplateSyntaxError(
@@ -72,6 +73,8 @@ def progress_bar(
     kind = "batch" if isinstance(record, Batch) else "job"
     request = context.get("request")
     user = getattr(request, "user", None)
+    if not access.can_view(user, record, token or None):
+        return {"unavailable": True, "size": size}
     snapshot = record.snapshot()
     if kind == "batch":
         default_label, summary = record.name, batch_summary(snapshot)

@@ -2,6 +2,7 @@ import json
 import re
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory
 
@@ -45,11 +46,33 @@ def test_accepts_the_job_id_and_options(job):
 
 
 def test_no_cancel_button_for_a_viewer_who_may_not_cancel(job, make_user):
-    assert 'data-action="cancel"' not in render("{% progress_bar job %}", user=make_user(), job=job)
+    viewer = make_user(staff=True, perms=["view_jobrecord"])
+    html = render("{% progress_bar job %}", user=viewer, job=job)
+    assert 'role="progressbar"' in html and "file 4" in html
+    assert 'data-action="cancel"' not in html
 
 
-def test_token_lets_a_viewer_cancel(job):
-    html = render("{% progress_bar job token=t %}", job=job, t=job.access_token())
+@pytest.mark.parametrize("who", ["stranger", "anonymous", "staff without the permission"])
+def test_a_viewer_who_may_not_see_the_job_learns_nothing_about_it(job, make_user, who):
+    user = {
+        "stranger": make_user(),
+        "anonymous": AnonymousUser(),
+        "staff without the permission": make_user(staff=True),
+    }[who]
+    html = render("{% progress_bar job %}", user=user, job=job)
+    assert "not available to you" in html
+    for secret in (str(job.pk), "zipping", "file 4", "42", "ZipExport", "/ws/"):
+        assert secret not in html
+    # The same for a wrong token.
+    html = render("{% progress_bar job token=t %}", user=user, job=job, t="forged")
+    assert "not available to you" in html and str(job.pk) not in html
+
+
+def test_token_lets_a_viewer_without_a_session_follow_and_cancel(job):
+    html = render(
+        "{% progress_bar job token=t %}", user=AnonymousUser(), job=job, t=job.access_token()
+    )
+    assert 'role="progressbar"' in html and "file 4" in html
     assert 'data-action="cancel"' in html and job.access_token() in html
 
 
