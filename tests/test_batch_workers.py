@@ -8,17 +8,15 @@ and its counters must equal the members' real final statuses, counted from the
 rows. The scenario runs five times on the same clusters.
 
 Nothing sleeps blindly: every wait polls the database until a condition holds
-or a deadline passes (``tests.test_worker_process.wait_for``). The clusters run
+or a deadline passes (``tests.workers.wait_on_clusters``). The clusters run
 with ``tests/batch_worker_settings.py``; a run takes 15-35 s on two shared cores.
 """
 
+import contextlib
 import logging
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
-from pathlib import Path
+from functools import partial
 
 import pytest
 from django.conf import settings as django_settings
@@ -28,16 +26,21 @@ from django.db.models import Count, Max
 from django_jobprogress import progress_task
 from django_jobprogress.models import Batch, JobRecord
 from tests import jobs
-from tests.workers import Cluster, _postgres_reachable, row, wait_for
+from tests.workers import (
+    DJANGO_Q2,
+    Cluster,
+    _postgres_reachable,
+    qcluster_env,
+    row,
+    wait_on_clusters,
+)
 
 if connection.vendor != "postgresql":
     pytest.skip("PostgreSQL-only: run with JOBPROGRESS_TEST_DB=postgres", allow_module_level=True)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
 Status = JobRecord.Status
-DJANGO_Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
 CLUSTERS = 2
 MEMBERS = 2000
 RUNNING_CANCELS = 2  # members cancelled while a worker runs them (stop at a checkpoint)
@@ -112,35 +115,14 @@ def _require_postgres():
 @pytest.fixture(scope="module")
 def clusters(django_db_setup, tmp_path_factory):
     """Two qcluster processes on the ORM broker of the live test database."""
-    env = dict(os.environ)
-    env.update(
-        # tests.settings tuned for throughput (persistent connections, ...): see there.
-        DJANGO_SETTINGS_MODULE="tests.batch_worker_settings",
-        JOBPROGRESS_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-        JOBPROGRESS_TEST_ADAPTER="django_q2",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("JOBPROGRESS_TEST_BROKER", None)  # the ORM broker, shared by both clusters
+    # tests.settings tuned for throughput (persistent connections, ...): see there.
+    env = qcluster_env("tests.batch_worker_settings")  # the ORM broker, shared by both
     logs = tmp_path_factory.mktemp("qclusters")
-    started = []
-    try:
-        for number in range(1, CLUSTERS + 1):
-            log_path = logs / f"qcluster-{number}.log"
-            with open(log_path, "wb") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "django", "qcluster"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, for Cluster.stop()
-                )
-            started.append(Cluster(f"orm #{number}", process, log_path))
-        yield started
-    finally:
-        for cluster in started:
-            cluster.stop()
+    with contextlib.ExitStack() as running:
+        yield [
+            running.enter_context(Cluster(f"orm #{number}", env, logs / f"qcluster-{number}.log"))
+            for number in range(1, CLUSTERS + 1)
+        ]
 
 
 @pytest.fixture(autouse=True)
@@ -172,29 +154,8 @@ def enqueue_to_clusters(clusters, settings, monkeypatch):
     connection.close()  # and the one after the test is not
 
 
-def alive(clusters):
-    def check():
-        for cluster in clusters:
-            cluster.assert_alive()
-
-    return check
-
-
-def logs(clusters):
-    return lambda: "\n".join(
-        f"--- qcluster ({c.broker}) log ---\n{c.log_tail(30)}" for c in clusters
-    )
-
-
-def wait(clusters, condition, *, what, state=None, timeout=60.0):
-    return wait_for(
-        condition,
-        timeout=timeout,
-        what=what,
-        state=state,
-        alive=alive(clusters),
-        log=logs(clusters),
-    )
+# Four workers share 2,000 jobs: a minute per wait, and 30 log lines of each cluster.
+wait = partial(wait_on_clusters, timeout=60.0, log_lines=30)
 
 
 def member_counts(batch):

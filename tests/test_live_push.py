@@ -37,20 +37,18 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
-from django.db import connection, connections
+from django.db import connections
 
 from django_jobprogress import conf
 from django_jobprogress.adapters.push_channels import layer_crosses_processes
 from django_jobprogress.models import JobRecord
 from django_jobprogress.routing import websocket_urlpatterns
 from tests import push_jobs
-from tests.conftest import clear_run_keys, service_missing
-from tests.workers import Cluster, _postgres_reachable
+from tests.conftest import clear_run_keys
+from tests.workers import DJANGO_Q2, ROOT, Cluster, _postgres_reachable, _redis_client, qcluster_env
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
-DJANGO_Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
 FINISHED = ("completed", "failed", "cancelled")
 
 # (channel layer, Redis) of each cluster: a live Redis, a closed port ("refused"),
@@ -76,17 +74,6 @@ EMBEDDED_LATENCY_BOUND = 1.0
 def _require_postgres():
     """Runs before the test database is set up, so a missing server skips cleanly."""
     _postgres_reachable()
-
-
-def redis_client():
-    import redis
-
-    client = redis.Redis.from_url(django_settings.REDIS_URL, socket_connect_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis is not reachable at {django_settings.REDIS_URL}: {exc}")
-    return client
 
 
 # -- dead Redis servers --------------------------------------------------------------
@@ -122,11 +109,11 @@ def unresponsive_redis():
 
 
 class PushCluster(Cluster):
-    def __init__(self, layer, redis, redis_url, process, log_path):
-        super().__init__(f"orm, {layer} layer, {redis} Redis", process, log_path)
+    def __init__(self, layer, redis, redis_url, env, log_path):
         self.layer = layer
         self.redis = redis
         self.redis_url = redis_url
+        super().__init__(f"orm, {layer} layer, {redis} Redis", env, log_path)
 
     def channel_layers(self):
         """The CHANNEL_LAYERS the worker runs with (this process uses the same)."""
@@ -155,7 +142,7 @@ def cluster(request, django_db_setup, tmp_path_factory):
     layer, redis = request.param.split("/")
     with contextlib.ExitStack() as stack:
         if redis == "live":
-            redis_client()
+            _redis_client()
             redis_url = django_settings.REDIS_URL
         elif redis == "refused":
             redis_url = closed_port_url()
@@ -163,32 +150,14 @@ def cluster(request, django_db_setup, tmp_path_factory):
             redis_url = stack.enter_context(unresponsive_redis())
         else:
             redis_url = ""
-        env = dict(os.environ)
-        env.pop("JOBPROGRESS_TEST_BROKER", None)
-        env.update(
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            JOBPROGRESS_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-            JOBPROGRESS_TEST_ADAPTER="django_q2",
+        env = qcluster_env(
             JOBPROGRESS_TEST_CHANNEL_LAYER=layer,
             JOBPROGRESS_TEST_CHANNEL_REDIS_URL=redis_url or django_settings.REDIS_URL,
-            PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-            PYTHONUNBUFFERED="1",
         )
         check_worker_layer(env, layer)
         name = request.param.replace("/", "-")
         log_path = tmp_path_factory.mktemp("qcluster") / f"qcluster-{name}.log"
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "django", "qcluster"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so stop() reaches the workers
-            )
-        running = PushCluster(layer, redis, redis_url, process, log_path)
-        stack.callback(running.stop)
-        yield running
+        yield stack.enter_context(PushCluster(layer, redis, redis_url, env, log_path))
 
 
 @pytest.fixture(autouse=True)
@@ -207,7 +176,7 @@ def this_process(cluster, settings, monkeypatch):
         jobprogress["WATCH_INTERVAL"] = 3600
     settings.JOBPROGRESS = jobprogress
     settings.CHANNEL_LAYERS = cluster.channel_layers()
-    client = redis_client() if cluster.redis == "live" else None
+    client = _redis_client() if cluster.redis == "live" else None
     if client is not None:
         clear_run_keys(client)
     cluster.assert_alive()
@@ -246,8 +215,7 @@ async def wait_until(cluster, condition, *, what, timeout=30.0):
         cluster.assert_alive()
         if time.monotonic() >= deadline:
             pytest.fail(
-                f"timed out after {timeout:g} s waiting for {what}\n"
-                f"--- qcluster ({cluster.broker}) log ---\n{cluster.log_tail()}"
+                f"timed out after {timeout:g} s waiting for {what}\n{cluster.log_section()}"
             )
         await asyncio.sleep(0.05)
 
@@ -272,15 +240,30 @@ def communicator(record, user):
     return comm
 
 
+@contextlib.asynccontextmanager
+async def socket_on_gated_job(cluster, owner, gate_dir, steps):
+    """``owner``'s connected socket on a new ``gated_steps`` job.
+
+    On the way out every gate opens and the job is awaited, so a failed test
+    leaves no worker busy for the next one.
+    """
+    record = await enqueue(push_jobs.gated_steps, str(gate_dir), steps, owner=owner)
+    comm = communicator(record, owner)
+    connected, _ = await comm.connect()
+    assert connected
+    try:
+        yield record, comm
+    finally:
+        open_all_gates(gate_dir, steps)
+        await wait_finished(cluster, record.pk)
+
+
 async def next_snapshot(comm, cluster, timeout, what="the next snapshot"):
     """The next snapshot on ``comm`` and when it arrived (time.time())."""
     try:
         output = await comm.receive_output(timeout)
     except TimeoutError:
-        pytest.fail(
-            f"no message within {timeout:g} s waiting for {what}\n"
-            f"--- qcluster ({cluster.broker}) log ---\n{cluster.log_tail()}"
-        )
+        pytest.fail(f"no message within {timeout:g} s waiting for {what}\n{cluster.log_section()}")
     arrived = time.time()
     assert output["type"] == "websocket.send", f"{what}: got {output}"
     return json.loads(output["text"]), arrived
@@ -313,6 +296,18 @@ async def step_through(comm, cluster, gate_dir, steps, timeout):
     while snapshot["status"] not in FINISHED:
         snapshot, _ = await next_snapshot(comm, cluster, timeout, "the final snapshot")
     return intermediate, snapshot
+
+
+async def assert_every_step_then_close(comm, cluster, gate_dir, steps):
+    """Each step, then the final snapshot, then a normal close reach the socket.
+
+    Returns the intermediate snapshots with their arrival times.
+    """
+    intermediate, final = await step_through(comm, cluster, gate_dir, steps, timeout=10)
+    assert_intermediate_steps(intermediate, steps)
+    assert_final(final, steps)
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+    return intermediate
 
 
 def assert_intermediate_steps(intermediate, steps):
@@ -351,24 +346,13 @@ async def test_redis_layer_pushes_every_step_from_the_worker(cluster, make_user,
     assert conf.get("WATCH_INTERVAL") == 3600  # no database watching can deliver in time
     owner = await database_sync_to_async(make_user)(username="owner")
     steps = 5
-    record = await enqueue(push_jobs.gated_steps, str(tmp_path), steps, owner=owner)
-
-    comm = communicator(record, owner)
-    connected, _ = await comm.connect()
-    assert connected
-    try:
+    async with socket_on_gated_job(cluster, owner, tmp_path, steps) as (record, comm):
         # Sent once the hub has subscribed; from here on every update is pushed.
         first, _ = await next_snapshot(comm, cluster, 10, "the snapshot on connect")
         assert (first["id"], first["current"]) == (str(record.pk), 0)
         assert first["status"] in ("pending", "running")
 
-        intermediate, final = await step_through(comm, cluster, tmp_path, steps, timeout=10)
-        assert_intermediate_steps(intermediate, steps)
-        assert_final(final, steps)
-        assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
-    finally:
-        open_all_gates(tmp_path, steps)
-        await wait_finished(cluster, record.pk)
+        await assert_every_step_then_close(comm, cluster, tmp_path, steps)
     await assert_ran_in_the_cluster(record, cluster)
 
 
@@ -381,22 +365,11 @@ async def test_embedded_default_delivers_every_step_within_a_second(cluster, mak
     assert conf.get("WATCH_INTERVAL") == conf.DEFAULTS["WATCH_INTERVAL"]
     owner = await database_sync_to_async(make_user)(username="owner")
     steps = 5
-    record = await enqueue(push_jobs.gated_steps, str(tmp_path), steps, owner=owner)
-
-    comm = communicator(record, owner)
-    connected, _ = await comm.connect()
-    assert connected
-    try:
+    async with socket_on_gated_job(cluster, owner, tmp_path, steps) as (record, comm):
         first, _ = await next_snapshot(comm, cluster, 10, "the snapshot on connect")
         assert (first["id"], first["current"]) == (str(record.pk), 0)
 
-        intermediate, final = await step_through(comm, cluster, tmp_path, steps, timeout=10)
-        assert_intermediate_steps(intermediate, steps)
-        assert_final(final, steps)
-        assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
-    finally:
-        open_all_gates(tmp_path, steps)
-        await wait_finished(cluster, record.pk)
+        intermediate = await assert_every_step_then_close(comm, cluster, tmp_path, steps)
     await assert_ran_in_the_cluster(record, cluster)
     # Each step reached the socket within about a second of the worker writing it.
     latencies = [arrived - written_at(snapshot) for snapshot, arrived in intermediate]
@@ -444,19 +417,8 @@ async def test_a_socket_falls_back_to_watching_the_database_while_redis_is_down(
     assert layer_crosses_processes()  # configured for Redis, which is down
     owner = await database_sync_to_async(make_user)(username="owner")
     steps = 3
-    record = await enqueue(push_jobs.gated_steps, str(tmp_path), steps, owner=owner)
-
-    comm = communicator(record, owner)
-    connected, _ = await comm.connect()
-    assert connected
-    try:
+    async with socket_on_gated_job(cluster, owner, tmp_path, steps) as (record, comm):
         first, _ = await next_snapshot(comm, cluster, 5, "the snapshot on connect")
         assert first["id"] == str(record.pk)
 
-        intermediate, final = await step_through(comm, cluster, tmp_path, steps, timeout=10)
-        assert_intermediate_steps(intermediate, steps)
-        assert_final(final, steps)
-        assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
-    finally:
-        open_all_gates(tmp_path, steps)
-        await wait_finished(cluster, record.pk)
+        await assert_every_step_then_close(comm, cluster, tmp_path, steps)

@@ -9,24 +9,26 @@ every wait polls the database until a condition holds or a deadline passes.
 
 import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from django_jobprogress import progress_task
 from django_jobprogress.models import WORKER_LOST, JobRecord
 from tests import jobs
 from tests.conftest import clear_run_keys
-from tests.workers import Cluster, _postgres_reachable, _redis_client, reaped, row
+from tests.workers import (
+    DJANGO_Q2,
+    Cluster,
+    _postgres_reachable,
+    _redis_client,
+    qcluster_env,
+    reaped,
+    row,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parent.parent
 Status = JobRecord.Status
-DJANGO_Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
 
 
 @progress_task(stall_timeout=1)
@@ -50,42 +52,22 @@ def broker(request):
 
 @pytest.fixture(scope="module")
 def cluster(broker, django_db_setup, tmp_path_factory):
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        JOBPROGRESS_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
-        JOBPROGRESS_TEST_ADAPTER="django_q2",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("JOBPROGRESS_TEST_BROKER", None)
+    env = qcluster_env()
     if broker == "redis":
         env["JOBPROGRESS_TEST_BROKER"] = "redis"
         clear_run_keys(_redis_client())
     log_path = tmp_path_factory.mktemp("qcluster") / f"qcluster-{broker}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "django", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() reaches the workers
-        )
-    running = Cluster(broker, process, log_path)
-    try:
+    with Cluster(broker, env, log_path) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(autouse=True)
-def enqueue_to_cluster(cluster, settings, monkeypatch):
+def enqueue_to_cluster(broker, cluster, settings, monkeypatch):
     """This process enqueues through django-q2 onto the cluster's broker."""
     from django_q.conf import Conf
 
     settings.JOBPROGRESS = {**settings.JOBPROGRESS, "QUEUE_ADAPTER": DJANGO_Q2}
-    if cluster.broker == "redis":
+    if broker == "redis":
         monkeypatch.setattr(Conf, "ORM", None)
         monkeypatch.setattr(Conf, "REDIS", settings.REDIS_URL)
         clear_run_keys(_redis_client())

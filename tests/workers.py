@@ -1,17 +1,24 @@
 """Helpers for tests that run real worker processes: waiting with deadlines, a
-qcluster subprocess handle, and service checks that skip locally and fail in CI."""
+qcluster subprocess and its environment, and service checks that skip locally and
+fail in CI."""
 
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 
 from django_jobprogress.models import JobRecord
 from tests.conftest import service_missing
+
+ROOT = Path(__file__).resolve().parent.parent
+DJANGO_Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
 
 # -- waiting -----------------------------------------------------------------
 
@@ -59,30 +66,82 @@ def reaped(pid):
 # -- the cluster ----------------------------------------------------------------
 
 
+def qcluster_env(settings_module="tests.settings", **overrides):
+    """This process's environment, pointed at the live test database and django-q2.
+
+    The ORM broker unless ``overrides`` names another: an inherited
+    ``JOBPROGRESS_TEST_BROKER`` must not choose it.
+    """
+    env = dict(os.environ)
+    env.pop("JOBPROGRESS_TEST_BROKER", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE=settings_module,
+        JOBPROGRESS_TEST_DB_NAME=str(connection.settings_dict["NAME"]),
+        JOBPROGRESS_TEST_ADAPTER="django_q2",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(overrides)
+    return env
+
+
+def wait_on_clusters(clusters, condition, *, what, state=None, timeout=30.0, log_lines=60):
+    """``wait_for`` that fails as soon as one of ``clusters`` dies, and shows their logs."""
+
+    def all_alive():
+        for cluster in clusters:
+            cluster.assert_alive()
+
+    return wait_for(
+        condition,
+        timeout=timeout,
+        what=what,
+        state=state,
+        alive=all_alive,
+        log=lambda: "\n".join(cluster.log_section(log_lines) for cluster in clusters),
+    )
+
+
 class Cluster:
-    def __init__(self, broker, process, log_path):
-        self.broker = broker
-        self.process = process
+    """A ``qcluster`` subprocess started with ``env``, its output in ``log_path``.
+
+    Used as a context manager, it is stopped on the way out.
+    """
+
+    def __init__(self, name, env, log_path):
+        self.name = name
         self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "django", "qcluster"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches the workers
+            )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
 
     def log_tail(self, lines=60):
         text = self.log_path.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
+    def log_section(self, lines=60):
+        """The log's tail under a heading, for a failure message that may show several."""
+        return f"--- qcluster ({self.name}) log ---\n{self.log_tail(lines)}"
+
     def assert_alive(self):
         code = self.process.poll()
         if code is not None:
-            pytest.fail(f"qcluster ({self.broker}) exited with {code}:\n{self.log_tail()}")
+            pytest.fail(f"qcluster ({self.name}) exited with {code}:\n{self.log_tail()}")
 
     def wait_for(self, condition, *, what, state=None, timeout=30.0):
-        return wait_for(
-            condition,
-            timeout=timeout,
-            what=what,
-            state=state,
-            alive=self.assert_alive,
-            log=lambda: f"--- qcluster ({self.broker}) log ---\n{self.log_tail()}",
-        )
+        return wait_on_clusters([self], condition, what=what, state=state, timeout=timeout)
 
     def wait_for_status(self, record, *statuses, timeout=30.0):
         """Wait until ``record`` is in one of ``statuses``; return it refreshed."""
