@@ -69,11 +69,15 @@ Q_CLUSTER = {
     "log_level": os.environ.get("BENCH_Q_LOG_LEVEL", "WARNING"),
 }
 
-if os.environ.get("BENCH_CHANNEL_LAYER", "memory") == "redis":
+_REDIS_LAYERS = {
+    "redis": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+if os.environ.get("BENCH_CHANNEL_LAYER", "memory") in _REDIS_LAYERS:
     # Production-like: every job's start and end is pushed to its Channels group.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": _REDIS_LAYERS[os.environ["BENCH_CHANNEL_LAYER"]],
             "CONFIG": {"hosts": [Q_CLUSTER["redis"]]},
         }
     }

@@ -66,10 +66,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--channel-layer",
-        choices=["memory", "redis"],
+        choices=["memory", "redis", "pubsub"],
         default="memory",
         help="'memory' (default): in-process layer, so django_jobprogress pushes nothing; "
-        "'redis': channels-redis on --redis-url, so each job's start and end are pushed",
+        "'redis': channels-redis's core layer on --redis-url, so each job's end (and its "
+        "start, if it runs longer than THROTTLE) is pushed; 'pubsub': its pub/sub layer",
     )
     parser.add_argument(
         "--synchronous-commit",

@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import math
 import os
 import threading
 from typing import Any
@@ -34,7 +35,18 @@ def layer_crosses_processes(alias: str | None = None) -> bool:
 
 
 class _SenderLoop:
-    """An asyncio loop in a daemon thread that sends queued snapshots."""
+    """An asyncio loop in a daemon thread that sends queued snapshots.
+
+    Snapshots wait in ``pending``, the newest per group with the time it is due.
+    Waking the loop from the job's thread is the costly part of a push, so it is
+    woken only when a snapshot is due before the loop would look anyway. After
+    sending, the loop looks every ``TICK`` seconds for a while, so the "started"
+    snapshot a job holds back for one throttle period normally rides on a look
+    the loop makes anyway.
+    """
+
+    TICK = 0.1  # seconds between looks while recently active
+    LINGER = 1.0  # seconds of ticking after the last send
 
     def __init__(self) -> None:
         self.pid = os.getpid()
@@ -43,8 +55,8 @@ class _SenderLoop:
         self.pending: dict[str, tuple[dict[str, Any], float]] = {}
         self.idle = threading.Event()
         self.idle.set()
-        self._in_flight = 0
-        self._count_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._looks_at = math.inf  # when the loop will next look at ``pending``
         self._wake: asyncio.Event | None = None
         ready = threading.Event()
         self.thread = threading.Thread(
@@ -60,45 +72,69 @@ class _SenderLoop:
         self.loop.run_until_complete(self._send_forever())
 
     def submit(self, group: str, message: dict[str, Any], delay: float = 0.0) -> None:
-        with self._count_lock:
-            self._in_flight += 1  # handed over but not yet queued on the loop
+        due = self.loop.time() + delay  # the loop's clock is monotonic, readable anywhere
+        with self._lock:
+            if group in self.pending:  # a newer snapshot replaces an unsent one
+                due = min(due, self.pending[group][1])
+            self.pending[group] = (message, due)
             self.idle.clear()
-        self.loop.call_soon_threadsafe(self._queue, group, message, delay)
+            wake = due < self._looks_at
+            if wake:
+                self._looks_at = due
+        if wake:
+            self.loop.call_soon_threadsafe(self._wake.set)
 
-    def _queue(self, group: str, message: dict[str, Any], delay: float) -> None:
-        with self._count_lock:
-            self._in_flight -= 1
-        due = self.loop.time() + delay
-        if group in self.pending:  # a newer snapshot replaces an unsent one
-            due = min(due, self.pending[group][1])
-        self.pending[group] = (message, due)
-        self._wake.set()
-
-    async def _send_forever(self) -> None:
-        while True:
-            if not self.pending:
-                with self._count_lock:
-                    if not self._in_flight:
-                        self.idle.set()
-                await self._wake.wait()
-            self._wake.clear()
-            now = self.loop.time()
+    def _take_due(self, now: float) -> dict[str, dict[str, Any]]:
+        with self._lock:
             due = {g: m for g, (m, when) in self.pending.items() if when <= now}
-            if not due:  # only delayed snapshots: sleep until the first is due, or news
-                wait = min(when for _, when in self.pending.values()) - now
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                continue
             for group in due:
                 del self.pending[group]
-            layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
-            timeout = conf.get("PUSH_TIMEOUT")
-            if layer is not None:
-                await asyncio.gather(*(self._send(layer, g, m, timeout) for g, m in due.items()))
+            return due
+
+    def _plan_next_look(self, now: float, linger_until: float) -> float:
+        """When to look next: the first due snapshot, a tick while recently active,
+        or never (until woken). Idle is set here, when nothing is left to send."""
+        with self._lock:
+            looks_at = min((when for _, when in self.pending.values()), default=math.inf)
+            if not self.pending:
+                self.idle.set()
+                if now < linger_until:
+                    looks_at = now + self.TICK
+            self._looks_at = looks_at
+            # Cleared under the lock: a submit after this sees the new _looks_at, and its
+            # wake-up callback can only run once this coroutine awaits.
+            self._wake.clear()
+            return looks_at
+
+    async def _send_forever(self) -> None:
+        linger_until = -math.inf
+        while True:
+            now = self.loop.time()
+            due = self._take_due(now)
+            if due:
+                await self._send_all(due)
+                linger_until = now + self.LINGER
+                continue  # more may have come while sending
+            looks_at = self._plan_next_look(now, linger_until)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(None if looks_at == math.inf else looks_at):
+                    await self._wake.wait()
+
+    async def _send_all(self, due: dict[str, dict[str, Any]]) -> None:
+        layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
+        if layer is None:
+            return
+        timeout = conf.get("PUSH_TIMEOUT")
+        if len(due) == 1:  # the usual case: no Task for a lone send
+            [(group, message)] = due.items()
+            await self._send(layer, group, message, timeout)
+        else:
+            await asyncio.gather(*(self._send(layer, g, m, timeout) for g, m in due.items()))
 
     async def _send(self, layer: Any, group: str, message: dict[str, Any], timeout: float) -> None:
         try:
-            await asyncio.wait_for(layer.group_send(group, message), timeout)
+            async with asyncio.timeout(timeout):
+                await layer.group_send(group, message)
         except Exception as exc:
             logger.warning("could not push to %s: %s: %s", group, type(exc).__name__, exc)
 
