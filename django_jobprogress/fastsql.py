@@ -173,9 +173,9 @@ def claim_returning(
         return NotImplemented
     sql, fields = statement
     when = model._meta.get_field("stale_after").get_db_prep_save(now, connection)
-    params = _prepare(fields, values, connection)
-    params += [when, when, model._meta.pk.get_db_prep_value(pk, connection), pending, running]
-    params.append(when)
+    pk_value = model._meta.pk.get_db_prep_value(pk, connection)
+    # SET values, the two timeouts' start, then WHERE pk, statuses, staleness cut-off.
+    params = [*_prepare(fields, values, connection), when, when, pk_value, pending, running, when]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
