@@ -6,7 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from django import template
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_script_prefix, reverse
 
 from django_jobprogress import access
 from django_jobprogress.models import Batch, JobRecord
@@ -90,7 +90,8 @@ def progress_bar(
         "summary": summary,
         "token": token,
         "can_cancel": access.can_cancel(user, record, token or None),
-        "ws_path": f"/ws/{PATHS[kind]}/{record.pk}/",
+        # Under the site's script prefix, like the reversed JSON URLs beside it.
+        "ws_path": f"{get_script_prefix()}ws/{PATHS[kind]}/{record.pk}/",
         "json_url": _url(f"django_jobprogress:{kind}-detail", record.pk),
         "cancel_url": _url(f"django_jobprogress:{kind}-cancel", record.pk),
         "csrf_token": context.get("csrf_token", ""),

@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory
+from django.urls import set_script_prefix
 
 from django_jobprogress.models import JobRecord
 
@@ -36,6 +37,16 @@ def test_renders_an_accessible_bar_with_the_snapshot(job):
     assert 'data-action="cancel"' in html
     embedded = re.search(r'<script type="application/json"[^>]*>(.*?)</script>', html, re.S)
     assert json.loads(embedded.group(1))["id"] == str(job.pk)
+
+
+def test_a_site_served_under_a_prefix_gets_its_socket_under_it_too(job):
+    set_script_prefix("/app/")
+    try:
+        html = render("{% progress_bar job %}", user=job.owner, job=job)
+    finally:
+        set_script_prefix("/")
+    assert f'data-ws-path="/app/ws/jobs/{job.pk}/"' in html
+    assert f'data-json-url="/app/jp/jobs/{job.pk}/"' in html
 
 
 def test_accepts_the_job_id_and_options(job):
