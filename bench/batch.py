@@ -34,7 +34,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import run_children  # noqa: E402
 from django_jobprogress.adapters.queue_memory import InMemoryQueue  # noqa: E402
 
 DEFAULT_PG_DB = "jobprogress_bench_batch"
@@ -128,7 +128,7 @@ def setup(db: str, args: argparse.Namespace, tmpdir: Path) -> None:
     if db == "sqlite":
         os.environ["BENCH_DB_NAME"] = str(tmpdir / "bench.sqlite3")
     else:
-        from bench.throughput import ensure_database
+        from bench.common import ensure_database
 
         ensure_database(args.pg_db_name)
         os.environ["BENCH_DB_NAME"] = args.pg_db_name
@@ -341,19 +341,13 @@ def main() -> int:
     if len(args.db) == 1:
         run_child(args.db[0], args)
         return 0
-    status = 0
+    commands = []
     for db in args.db:  # one child process each: settings are per process
         command = [sys.executable, __file__, "--db", db, "--sizes", *map(str, args.sizes)]
         command += ["--rounds", str(args.rounds), "--via", args.via, "--sync", args.sync]
         command += ["--pg-db-name", args.pg_db_name]
-        child = subprocess.Popen(command, cwd=ROOT)
-        try:
-            status = child.wait() or status
-        finally:
-            if child.poll() is None:  # interrupted: end the child this script started
-                child.terminate()
-                child.wait()
-    return status
+        commands.append(command)
+    return run_children(commands)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import run_children  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -128,7 +129,7 @@ def run_child(db: str, args: argparse.Namespace) -> None:
         if db == "sqlite":
             os.environ["BENCH_DB_NAME"] = str(tmpdir / "bench.sqlite3")
         else:
-            from bench.throughput import ensure_database
+            from bench.common import ensure_database
 
             ensure_database(args.pg_db_name)
             os.environ["BENCH_DB_NAME"] = args.pg_db_name
@@ -217,20 +218,14 @@ def main() -> int:
         run_child(args.db[0], args)
         return 0
     # Several databases: one child process each, since settings are per process.
-    status = 0
+    commands = []
     for db in args.db:
         command = [sys.executable, __file__, "--db", db, "--n", str(args.n)]
         command += ["--baseline-repeats", str(args.baseline_repeats)]
         command += ["--pg-db-name", args.pg_db_name]
         command += ["--pause-every", str(args.pause_every), "--pause", str(args.pause)]
-        child = subprocess.Popen(command, cwd=ROOT)
-        try:
-            status = child.wait() or status
-        finally:
-            if child.poll() is None:  # interrupted: end the child this script started
-                child.terminate()
-                child.wait()
-    return status
+        commands.append(command)
+    return run_children(commands)
 
 
 if __name__ == "__main__":

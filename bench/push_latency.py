@@ -43,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_database  # noqa: E402
+
 HZ = os.sysconf("SC_CLK_TCK")
 STOP_GRACE = 10.0
 CLIENT_GRACE = 30.0  # s the clients get, after the job, until the server has closed every socket
@@ -349,23 +351,6 @@ def configure(args: argparse.Namespace) -> None:
     os.environ["BENCH_PUSH_REDIS"] = args.redis_url
     os.environ["BENCH_PUSH_LAYER"] = "memory"  # this script pushes nothing itself
     os.environ["PYTHONPATH"] = str(ROOT)
-
-
-def ensure_database(name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    conninfo = dict(
-        dbname="postgres",
-        user=os.environ.get("PGUSER", "postgres"),
-        host=os.environ.get("PGHOST", "127.0.0.1"),
-        port=os.environ.get("PGPORT", "5432"),
-    )
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 # -- one configuration: a server, and measurements against it ----------------------

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_database  # noqa: E402
+
 POLL = 0.02  # seconds between two counts of the saved results
 NOISY = 0.10  # a round is flagged when unrelated processes used more than this share of the CPU
 STOP_GRACE = 30.0  # seconds the cluster gets to stop on SIGTERM before SIGKILL
@@ -105,23 +107,6 @@ def configure(args: argparse.Namespace) -> None:
     os.environ["BENCH_CONN_MAX_AGE"] = str(args.conn_max_age[0])
     os.environ["BENCH_CHANNEL_LAYER"] = args.channel_layer
     os.environ["BENCH_PG_OPTIONS"] = f"-c synchronous_commit={args.synchronous_commit}"
-
-
-def ensure_database(name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    conninfo = dict(
-        dbname="postgres",
-        user=os.environ.get("PGUSER", "postgres"),
-        host=os.environ.get("PGHOST", "127.0.0.1"),
-        port=os.environ.get("PGPORT", "5432"),
-    )
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            print(f"created database {name}")
 
 
 class Cluster:
