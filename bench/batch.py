@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import run_children  # noqa: E402
+from bench.common import run_per_database  # noqa: E402
 from django_jobprogress.adapters.queue_memory import InMemoryQueue  # noqa: E402
 
 DEFAULT_PG_DB = "jobprogress_bench_batch"
@@ -341,13 +341,7 @@ def main() -> int:
     if len(args.db) == 1:
         run_child(args.db[0], args)
         return 0
-    commands = []
-    for db in args.db:  # one child process each: settings are per process
-        command = [sys.executable, __file__, "--db", db, "--sizes", *map(str, args.sizes)]
-        command += ["--rounds", str(args.rounds), "--via", args.via, "--sync", args.sync]
-        command += ["--pg-db-name", args.pg_db_name]
-        commands.append(command)
-    return run_children(commands)
+    return run_per_database(args.db)
 
 
 if __name__ == "__main__":

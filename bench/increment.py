@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import run_children  # noqa: E402
+from bench.common import run_per_database  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -217,15 +217,7 @@ def main() -> int:
     if len(args.db) == 1:
         run_child(args.db[0], args)
         return 0
-    # Several databases: one child process each, since settings are per process.
-    commands = []
-    for db in args.db:
-        command = [sys.executable, __file__, "--db", db, "--n", str(args.n)]
-        command += ["--baseline-repeats", str(args.baseline_repeats)]
-        command += ["--pg-db-name", args.pg_db_name]
-        command += ["--pause-every", str(args.pause_every), "--pause", str(args.pause)]
-        commands.append(command)
-    return run_children(commands)
+    return run_per_database(args.db)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_database  # noqa: E402
+from bench.common import (  # noqa: E402
+    HZ,
+    cpu_snapshot,
+    ensure_database,
+    machine_cpu,
+    wait_until_idle,
+)
 
-HZ = os.sysconf("SC_CLK_TCK")
 STOP_GRACE = 10.0
 CLIENT_GRACE = 30.0  # s the clients get, after the job, until the server has closed every socket
 NOISY = 0.10  # flagged when unrelated processes used more than this share of the machine
@@ -243,40 +248,6 @@ def wait_listening(port: int, server: Proc, timeout: float = 30.0) -> None:
 # -- CPU accounting --------------------------------------------------------------
 
 
-def cpu_snapshot(groups: dict[int, str]) -> tuple[dict[int, tuple[str, float]], float, float]:
-    """CPU seconds used so far by each process, named by process group (``groups``:
-    pgid -> name; else ``postgres``, ``redis``, ``other``), and the machine's busy
-    and total CPU seconds; from /proc."""
-    processes: dict[int, tuple[str, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        pgid = int(fields[2])
-        seconds = (int(fields[11]) + int(fields[12])) / HZ
-        if pgid in groups:
-            name = groups[pgid]
-        elif comm.startswith("postgres"):
-            name = "postgres"
-        elif comm.startswith("redis"):
-            name = "redis"
-        elif int(entry) == os.getpid():
-            name = "script"
-        else:
-            name = "other"
-        processes[int(entry)] = (name, seconds)
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]
-    return processes, (sum(ticks) - idle) / HZ, sum(ticks) / HZ
-
-
 class CpuSampler:
     """CPU seconds of the processes of one measurement, sampled while it runs.
 
@@ -288,7 +259,7 @@ class CpuSampler:
     """
 
     def __init__(self, groups: dict[int, str]) -> None:
-        processes, _, _ = cpu_snapshot(groups)
+        processes, _, _ = cpu_snapshot(groups, me="script")
         self.names = {pid: name for pid, (name, _) in processes.items() if name != "other"}
         self.last = {pid: seconds for pid, (_, seconds) in processes.items()}
         self.samples: list[tuple[int, dict[str, float], float, float]] = []
@@ -304,10 +275,7 @@ class CpuSampler:
             except (OSError, IndexError):
                 pass
             used[name] = used.get(name, 0.0) + self.last[pid]
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-        idle = ticks[3] + ticks[4]
-        busy, total = (sum(ticks) - idle) / HZ, sum(ticks) / HZ
+        busy, total = machine_cpu()
         self.samples.append((time.time_ns(), used, busy, total))
 
     def used_until(self, end_ns: int) -> tuple[dict[str, float], float, float, bool]:
@@ -322,22 +290,6 @@ class CpuSampler:
         busy, total = last[2] - first[2], last[3] - first[3]
         used["other"] = max(0.0, busy - sum(used.values()))
         return used, busy, total, covered
-
-
-def machine_busy(seconds: float = 1.0) -> float:
-    _, busy0, total0 = cpu_snapshot({})
-    time.sleep(seconds)
-    _, busy1, total1 = cpu_snapshot({})
-    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
-
-
-def wait_until_idle(below: float, patience: float) -> float:
-    """Wait (up to ``patience`` s) for the machine to be less than ``below`` busy."""
-    deadline = time.monotonic() + patience
-    busy = machine_busy()
-    while busy >= below and time.monotonic() < deadline:
-        busy = machine_busy()
-    return busy
 
 
 # -- set-up ----------------------------------------------------------------------

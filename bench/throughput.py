@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_database  # noqa: E402
+from bench.common import cpu_snapshot, ensure_database, wait_until_idle  # noqa: E402
 
 POLL = 0.02  # seconds between two counts of the saved results
 NOISY = 0.10  # a round is flagged when unrelated processes used more than this share of the CPU
@@ -162,42 +162,7 @@ class Cluster:
         Cluster.live.discard(self)
 
 
-HZ = os.sysconf("SC_CLK_TCK")
 CPU_GROUPS = ("cluster", "postgres", "redis", "this script", "other")
-
-
-def cpu_snapshot(cluster_pgid: int) -> tuple[dict[int, tuple[str, float]], float, float]:
-    """CPU seconds used so far by every process, grouped, plus the system's busy and
-    total CPU seconds (from /proc), to see where each job's CPU goes."""
-    processes: dict[int, tuple[str, float]] = {}
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                raw = f.read()
-        except OSError:
-            continue
-        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        pid, pgid = int(entry), int(fields[2])
-        seconds = (int(fields[11]) + int(fields[12])) / HZ
-        if pgid == cluster_pgid:
-            group = "cluster"
-        elif comm.startswith("postgres"):
-            group = "postgres"
-        elif comm.startswith("redis"):
-            group = "redis"
-        elif pid == me:
-            group = "this script"
-        else:
-            group = "other"
-        processes[pid] = (group, seconds)
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return processes, (sum(ticks) - idle) / HZ, sum(ticks) / HZ
 
 
 def cpu_used(before, after) -> tuple[dict[str, float], float, float]:
@@ -209,20 +174,9 @@ def cpu_used(before, after) -> tuple[dict[str, float], float, float]:
     return used, after[1] - before[1], after[2] - before[2]
 
 
-def system_busy(seconds: float = 1.0) -> float:
-    """Fraction of the machine's CPU time that was busy over the next ``seconds``."""
-    _, busy0, total0 = cpu_snapshot(-1)
-    time.sleep(seconds)
-    _, busy1, total1 = cpu_snapshot(-1)
-    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
-
-
-def wait_until_idle(args: argparse.Namespace) -> float:
+def wait_for_quiet(args: argparse.Namespace) -> float:
     """Wait for a quiet machine; return the busy fraction seen last."""
-    deadline = time.monotonic() + args.idle_wait
-    busy = system_busy()
-    while busy >= args.idle_below and time.monotonic() < deadline:
-        busy = system_busy()
+    busy = wait_until_idle(args.idle_below, args.idle_wait)
     if busy >= args.idle_below:
         print(f"  (machine still {busy:.0%} busy after {args.idle_wait:g} s; running anyway)")
     return busy
@@ -280,7 +234,7 @@ def run_round(variant: str, args: argparse.Namespace, conn_max_age: int, log: Pa
 
     n = args.jobs
     reset(args.redis_url)
-    idle = wait_until_idle(args)
+    idle = wait_for_quiet(args)
 
     started = time.perf_counter()
     VARIANTS[variant](n)
@@ -296,10 +250,10 @@ def run_round(variant: str, args: argparse.Namespace, conn_max_age: int, log: Pa
             now = time.perf_counter()
             if done and t_first is None:
                 t_first, done_first = now, done
-                cpu_first = cpu_snapshot(cluster.proc.pid)
+                cpu_first = cpu_snapshot({cluster.proc.pid: "cluster"})
             if done >= n:
                 t_all = now
-                cpu = cpu_used(cpu_first, cpu_snapshot(cluster.proc.pid))
+                cpu = cpu_used(cpu_first, cpu_snapshot({cluster.proc.pid: "cluster"}))
                 break
             if not cluster.alive():
                 raise RuntimeError(f"the cluster exited early; see {log}")
