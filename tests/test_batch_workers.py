@@ -29,8 +29,8 @@ from tests import jobs
 from tests.workers import (
     DJANGO_Q2,
     Cluster,
-    _postgres_reachable,
     qcluster_env,
+    require_postgres,
     row,
     wait_on_clusters,
 )
@@ -109,7 +109,7 @@ def member_kind(index):
 @pytest.fixture(scope="session", autouse=True)
 def _require_postgres():
     """Runs before the test database is set up, so a missing server skips cleanly."""
-    _postgres_reachable()
+    require_postgres()
 
 
 @pytest.fixture(scope="module")

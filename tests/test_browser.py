@@ -38,7 +38,7 @@ from django.db import connection, connections
 
 from django_jobprogress.models import Batch, JobRecord
 from tests.conftest import clear_run_keys, service_missing
-from tests.workers import _postgres_reachable, _redis_client
+from tests.workers import require_postgres, require_redis
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -77,7 +77,7 @@ STATUS = '[data-field="status"]'
 @pytest.fixture(scope="session", autouse=True)
 def _require_browser_services():
     """Before the test database is set up: skip (fail in CI) without the tools."""
-    _postgres_reachable()
+    require_postgres()
     if importlib.util.find_spec("playwright") is None:
         service_missing("the playwright package is not installed (pip install -e '.[test]')")
     if not os.access(CHROMIUM, os.X_OK):
@@ -174,7 +174,7 @@ def stack(request, django_db_setup, tmp_path_factory):
     for name in ("JOBPROGRESS_TEST_BROKER", "JOBPROGRESS_TEST_LAYER", "DJANGO_ALLOW_ASYNC_UNSAFE"):
         env.pop(name, None)  # the stack's own choices, never inherited
     if layer == "redis":
-        clear_run_keys(_redis_client())
+        clear_run_keys(require_redis())
         env.update(JOBPROGRESS_TEST_BROKER="redis", JOBPROGRESS_TEST_LAYER="redis")
     logs = tmp_path_factory.mktemp(f"stack-{layer}")
     port = _free_port()
@@ -198,7 +198,7 @@ def stack(request, django_db_setup, tmp_path_factory):
         web.stop()
         worker.stop()
         if layer == "redis":
-            clear_run_keys(_redis_client())
+            clear_run_keys(require_redis())
 
 
 both_layers = pytest.mark.parametrize("stack", ["embedded", "redis"], indirect=True)

@@ -5,7 +5,6 @@ import asyncio
 import json
 
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
@@ -17,7 +16,8 @@ from django_jobprogress.consumers import _hubs
 from django_jobprogress.groups import job_group
 from django_jobprogress.models import JobRecord
 from django_jobprogress.routing import websocket_urlpatterns
-from tests.conftest import clear_run_keys, service_missing
+from tests.conftest import clear_run_keys
+from tests.workers import require_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,15 +25,6 @@ LAYERS = {
     "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "redis-core": "channels_redis.core.RedisChannelLayer",
 }
-
-
-def redis_client():
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        service_missing(f"Redis is not reachable at {django_settings.REDIS_URL}: {exc}")
-    return client
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +37,7 @@ async def close_executor_connections():
 
 @pytest.fixture(params=sorted(LAYERS))
 def redis_layer(request, settings):
-    client = redis_client()
+    client = require_redis()
     clear_run_keys(client)
     config = {"hosts": [settings.REDIS_URL], "prefix": settings.CHANNELS_PREFIX}
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": LAYERS[request.param], "CONFIG": config}}

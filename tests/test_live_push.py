@@ -45,7 +45,7 @@ from django_jobprogress.models import JobRecord
 from django_jobprogress.routing import websocket_urlpatterns
 from tests import push_jobs
 from tests.conftest import clear_run_keys
-from tests.workers import DJANGO_Q2, ROOT, Cluster, _postgres_reachable, _redis_client, qcluster_env
+from tests.workers import DJANGO_Q2, ROOT, Cluster, qcluster_env, require_postgres, require_redis
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -73,7 +73,7 @@ EMBEDDED_LATENCY_BOUND = 1.0
 @pytest.fixture(scope="session", autouse=True)
 def _require_postgres():
     """Runs before the test database is set up, so a missing server skips cleanly."""
-    _postgres_reachable()
+    require_postgres()
 
 
 # -- dead Redis servers --------------------------------------------------------------
@@ -142,7 +142,7 @@ def cluster(request, django_db_setup, tmp_path_factory):
     layer, redis = request.param.split("/")
     with contextlib.ExitStack() as stack:
         if redis == "live":
-            _redis_client()
+            require_redis()
             redis_url = django_settings.REDIS_URL
         elif redis == "refused":
             redis_url = closed_port_url()
@@ -176,7 +176,7 @@ def this_process(cluster, settings, monkeypatch):
         jobprogress["WATCH_INTERVAL"] = 3600
     settings.JOBPROGRESS = jobprogress
     settings.CHANNEL_LAYERS = cluster.channel_layers()
-    client = _redis_client() if cluster.redis == "live" else None
+    client = require_redis() if cluster.redis == "live" else None
     if client is not None:
         clear_run_keys(client)
     cluster.assert_alive()

@@ -8,7 +8,6 @@ import threading
 from functools import partial
 
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
@@ -17,7 +16,7 @@ from django_jobprogress.models import JobRecord
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_finished, job_started
 from tests import jobs
-from tests.conftest import service_missing
+from tests.workers import require_postgres
 
 if connection.vendor != "postgresql":
     pytest.skip("PostgreSQL-only: run with JOBPROGRESS_TEST_DB=postgres", allow_module_level=True)
@@ -31,15 +30,7 @@ ROUNDS = 25
 @pytest.fixture(scope="session", autouse=True)
 def _require_postgres():
     """Runs before the test database is set up, so a missing server skips cleanly."""
-    import psycopg
-
-    db = django_settings.DATABASES["default"]
-    try:
-        psycopg.connect(
-            host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", connect_timeout=3
-        ).close()
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT']}: {exc}")
+    require_postgres()
 
 
 def race(*calls):

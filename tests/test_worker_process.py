@@ -19,10 +19,10 @@ from tests.conftest import clear_run_keys
 from tests.workers import (
     DJANGO_Q2,
     Cluster,
-    _postgres_reachable,
-    _redis_client,
     qcluster_env,
     reaped,
+    require_postgres,
+    require_redis,
     row,
 )
 
@@ -40,13 +40,13 @@ def kill_own_worker_fast_stall(job):
 @pytest.fixture(scope="session", autouse=True)
 def _require_postgres():
     """Runs before the test database is set up, so a missing server skips cleanly."""
-    _postgres_reachable()
+    require_postgres()
 
 
 @pytest.fixture(scope="module", params=["orm", "redis"])
 def broker(request):
     if request.param == "redis":
-        _redis_client()
+        require_redis()
     return request.param
 
 
@@ -55,7 +55,7 @@ def cluster(broker, django_db_setup, tmp_path_factory):
     env = qcluster_env()
     if broker == "redis":
         env["JOBPROGRESS_TEST_BROKER"] = "redis"
-        clear_run_keys(_redis_client())
+        clear_run_keys(require_redis())
     log_path = tmp_path_factory.mktemp("qcluster") / f"qcluster-{broker}.log"
     with Cluster(broker, env, log_path) as running:
         yield running
@@ -70,7 +70,7 @@ def enqueue_to_cluster(broker, cluster, settings, monkeypatch):
     if broker == "redis":
         monkeypatch.setattr(Conf, "ORM", None)
         monkeypatch.setattr(Conf, "REDIS", settings.REDIS_URL)
-        clear_run_keys(_redis_client())
+        clear_run_keys(require_redis())
     else:
         monkeypatch.setattr(Conf, "ORM", "default")
     cluster.assert_alive()

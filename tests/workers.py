@@ -172,7 +172,8 @@ class Cluster:
         self.process.wait(timeout=grace)
 
 
-def _postgres_reachable():
+def require_postgres():
+    """Skip (fail in CI) when the PostgreSQL server of the test settings is unreachable."""
     db = django_settings.DATABASES["default"]
     if db["ENGINE"] != "django.db.backends.postgresql":
         return
@@ -186,7 +187,8 @@ def _postgres_reachable():
         service_missing(f"PostgreSQL is not reachable at {db['HOST']}:{db['PORT']}: {exc}")
 
 
-def _redis_client():
+def require_redis():
+    """A client of the test Redis; skip (fail in CI) when it is unreachable."""
     import redis
 
     client = redis.Redis.from_url(django_settings.REDIS_URL, socket_connect_timeout=3)

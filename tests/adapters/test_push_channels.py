@@ -9,14 +9,14 @@ import pytest
 from channels.layers import get_channel_layer
 
 from django_jobprogress.adapters.push_channels import MESSAGE_TYPE, _SenderLoop
-from tests.workers import _redis_client
+from tests.workers import require_redis
 
 GROUP = "jobprogress.test-sender"
 
 
 @pytest.fixture
 def layer(settings):
-    _redis_client()  # skips (or fails in CI) without Redis
+    require_redis()  # skips (or fails in CI) without Redis
     config = {"hosts": [settings.REDIS_URL], "prefix": settings.CHANNELS_PREFIX}
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": config}
