@@ -228,6 +228,8 @@ class ProgressConsumer(AsyncWebsocketConsumer):
         self.group = self.group_for(obj.pk)
         load = functools.partial(load_snapshot, self.model, obj.pk)
         await get_hub().join(self.group, self, load)
+        # Read again after joining (not the row read above): no update can then
+        # fall between this snapshot and the first one the hub delivers.
         snapshot = await load()
         if snapshot is not None and self.wants(snapshot):
             await self.deliver(json.dumps(snapshot), snapshot)

@@ -38,10 +38,10 @@ def _cancel(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
     user = getattr(request, "user", None)
     if not access.can_cancel(user, obj, _token(request)):
         return JsonResponse({"cancelled": False, "reason": "not allowed"}, status=403)
-    if obj.request_cancel(by=user):
-        obj.refresh_from_db()
-        return JsonResponse({"cancelled": True, "snapshot": obj.snapshot()})
+    cancelled = obj.request_cancel(by=user)
     obj.refresh_from_db()
+    if cancelled:
+        return JsonResponse({"cancelled": True, "snapshot": obj.snapshot()})
     reason = "already finished" if obj.is_finished else "not cancellable at this point"
     return JsonResponse(
         {"cancelled": False, "reason": reason, "snapshot": obj.snapshot()}, status=409
