@@ -492,27 +492,34 @@ async def test_a_bar_cut_off_from_updates_stays_where_it_was(visit):
     assert await frank.page.locator(BAR).get_attribute("aria-valuenow") != "100"
 
 
-@embedded_only
-async def test_strangers_see_neither_the_job_nor_its_download(visit, stack, browser):
-    owner = await visit("grace")
-    job_id = await owner.start("export", count=5)
-    await owner.wait_for(STATUS_IS, "the job to complete", job_id, arg="completed")
-    paths = (f"/export/{job_id}/", f"/export/{job_id}/download/", f"/jobprogress/jobs/{job_id}/")
-
-    stranger = await visit("heidi")
-    for path in paths:
+async def assert_only_the_owner_sees(visit, browser, stack, stranger_name, pages, json_path):
+    """Another user gets 404 from ``pages`` and ``json_path``; an anonymous visitor is
+    sent to log in from the pages and gets 404 from the JSON view."""
+    stranger = await visit(stranger_name)
+    for path in (*pages, json_path):
         response = await stranger.page.request.get(stack.url + path)
         assert response.status == 404, path
 
     anonymous = await browser.new_context()
     try:
-        for path in paths[:2]:  # the pages send them to the login page
+        for path in pages:
             response = await anonymous.request.get(stack.url + path)
             assert response.url == f"{stack.url}/login/?next={path}", path
-        response = await anonymous.request.get(stack.url + paths[2])
+        response = await anonymous.request.get(stack.url + json_path)
         assert response.status == 404
     finally:
         await anonymous.close()
+
+
+@embedded_only
+async def test_strangers_see_neither_the_job_nor_its_download(visit, stack, browser):
+    owner = await visit("grace")
+    job_id = await owner.start("export", count=5)
+    await owner.wait_for(STATUS_IS, "the job to complete", job_id, arg="completed")
+    pages = (f"/export/{job_id}/", f"/export/{job_id}/download/")
+    await assert_only_the_owner_sees(
+        visit, browser, stack, "heidi", pages, f"/jobprogress/jobs/{job_id}/"
+    )
 
 
 # -- the weekly email blast: a batch ----------------------------------------------------
@@ -652,22 +659,10 @@ async def test_weekly_blast_counts_live_and_shows_the_callbacks_notice(
     assert not ivan.errors
 
     # Nobody else sees the blast, its notices or its batch.
-    paths = (
-        f"/blast/{batch_id}/",
-        f"/blast/{batch_id}/notices/",
-        f"/jobprogress/batches/{batch_id}/",
+    pages = (f"/blast/{batch_id}/", f"/blast/{batch_id}/notices/")
+    await assert_only_the_owner_sees(
+        visit, browser, stack, "judy", pages, f"/jobprogress/batches/{batch_id}/"
     )
-    stranger = await visit("judy")
-    for path in paths:
-        response = await stranger.page.request.get(stack.url + path)
-        assert response.status == 404, path
-    anonymous = await browser.new_context()
-    try:
-        for path in paths[:2]:
-            response = await anonymous.request.get(stack.url + path)
-            assert response.url == f"{stack.url}/login/?next={path}", path
-    finally:
-        await anonymous.close()
 
     # Its owner finds it again, notification and all, in a fresh page.
     await page.goto(f"{stack.url}/blast/{batch_id}/")
