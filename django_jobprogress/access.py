@@ -1,5 +1,10 @@
 """Who may see or cancel a job or a batch: its owner, staff with the model
-permission, or the bearer of its signed token."""
+permission, or the bearer of its signed token.
+
+The two rights are apart only for staff: ``view_<model>`` lets them see,
+``cancel_<model>`` lets them cancel (and read the snapshot the cancel answers
+with), and neither permission implies the other.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ def _perm(obj: Any, action: str) -> str:
 
 
 def can_view(user: Any, obj: Any, token: str | None = None) -> bool:
-    """``obj`` is a JobRecord or a Batch."""
+    """Whether ``user`` (or the bearer of ``token``) may see ``obj``, a JobRecord or
+    a Batch: its snapshot over HTTP, its socket and its progress bar."""
     return (
         _is_owner(user, obj)
         or _staff_with(user, _perm(obj, "view"))
@@ -33,6 +39,8 @@ def can_view(user: Any, obj: Any, token: str | None = None) -> bool:
 
 
 def can_cancel(user: Any, obj: Any, token: str | None = None) -> bool:
+    """Whether ``user`` (or the bearer of ``token``) may cancel ``obj``, a JobRecord
+    or a Batch. Staff need ``cancel_<model>`` for this, not ``view_<model>``."""
     return (
         _is_owner(user, obj)
         or _staff_with(user, _perm(obj, "cancel"))

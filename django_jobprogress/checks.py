@@ -10,8 +10,9 @@ from django.core import checks
 
 from django_jobprogress import conf
 
-# Zero would drop every push (PUSH_TIMEOUT) or spin on the database (WATCH_INTERVAL).
-POSITIVE = ("PUSH_TIMEOUT", "WATCH_INTERVAL")
+# Zero would drop every push (PUSH_TIMEOUT) or spin on the database (WATCH_INTERVAL,
+# SWEEP_INTERVAL, REDELIVER_AFTER).
+POSITIVE = ("PUSH_TIMEOUT", "WATCH_INTERVAL", "SWEEP_INTERVAL", "REDELIVER_AFTER")
 
 
 @checks.register()

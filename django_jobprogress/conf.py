@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "PUSH_TIMEOUT": 1.0,
     # Without a cross-process channel layer, sockets re-read their job this often.
     "WATCH_INTERVAL": 0.25,
+    # Seconds between two recovery sweeps in each running cluster; None turns it off.
+    "SWEEP_INTERVAL": 15.0,
+    # Seconds a PENDING job's lost queue message goes unnoticed at most before the
+    # sweep hands the job off again (also the least time between two such hand-offs).
+    "REDELIVER_AFTER": 60.0,
 }
 
 # The types each key accepts, used by the system checks.
@@ -39,6 +44,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "CHANNEL_LAYER": (str,),
     "PUSH_TIMEOUT": (int, float),
     "WATCH_INTERVAL": (int, float),
+    "SWEEP_INTERVAL": (int, float, type(None)),
+    "REDELIVER_AFTER": (int, float),
 }
 
 

@@ -22,5 +22,10 @@ class DuplicateJob(Exception):
         )
 
 
+class UnstorableError(Exception):
+    """Re-raised to the queue in place of an exception whose text no database can store
+    (NUL characters, lone surrogates); the text is kept with those replaced."""
+
+
 class JobProgressConfigurationError(ImproperlyConfigured):
     """The JOBPROGRESS setting or an adapter is misconfigured."""

@@ -9,11 +9,13 @@ from typing import Any
 
 from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
-from django_jobprogress.exceptions import JobCancelled
+from django_jobprogress.delivery import hand_off
+from django_jobprogress.exceptions import JobCancelled, UnstorableError
 from django_jobprogress.models import JobRecord
 from django_jobprogress.progress import Progress
 from django_jobprogress.tasks import resolve_task
 from django_jobprogress.ticker import ticker
+from django_jobprogress.validation import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,9 @@ def run_job(job_id: str) -> Any:
     A delivery of a job that is finished, cancelled while pending, or already
     running with a fresh heartbeat (a duplicate delivery) is dropped. An
     exception, including django-q2's ``SystemExit``-based timeout, marks the
-    job failed (or pending for a retry) and is re-raised to the queue.
+    job failed, or pending and handed off again while it has attempts left, and
+    is re-raised to the queue (as an ``UnstorableError`` if its text could not
+    be stored, so the queue's own bookkeeping cannot choke on it).
     """
     delivery_id = get_queue_adapter().current_delivery_id()
     record = JobRecord.objects.claim(
@@ -50,13 +54,23 @@ def run_job(job_id: str) -> Any:
     with ticker.watching(progress):
         try:
             result = task.perform(record, progress)
+            progress.close_completed(result)
         except JobCancelled:
             progress.close_cancelled()
             return None
         except KeyboardInterrupt:
-            raise  # the worker is going down; the stall sweep closes the job
+            raise  # the worker is going down; the sweep rescues the job
         except BaseException as exc:
             progress.close_failed(exc)
+            _reraise_storable(exc)
             raise
-        progress.close_completed(result)
+        finally:
+            if record.status == JobRecord.Status.PENDING:
+                hand_off(record, options)  # it failed with attempts left: the next one
     return result
+
+
+def _reraise_storable(exc: BaseException) -> None:
+    text = f"{type(exc).__name__}: {exc}"
+    if storable_text(text) != text:
+        raise UnstorableError(storable_text(text)) from None

@@ -121,7 +121,8 @@ def _build_claim(
     sql = (
         f"UPDATE {qn(model._meta.db_table)} SET {', '.join(sets)} "
         f"WHERE {qn(model._meta.pk.column)} = %s AND ({qn('status')} = %s "
-        f"OR ({qn('status')} = %s AND {qn('stale_after')} < %s)) RETURNING {columns}"
+        f"OR ({qn('status')} = %s AND {qn('stale_after')} < %s "
+        f"AND {qn('attempts')} < {qn('max_attempts')})) RETURNING {columns}"
     )
     return sql, fields
 
@@ -159,7 +160,8 @@ def claim_returning(
     now: Any,
     values: dict[str, Any],
 ) -> Model | None:
-    """Claim a PENDING job (or a RUNNING one whose heartbeat is stale) and return it.
+    """Claim a PENDING job (or a RUNNING one whose heartbeat is stale, while it has
+    attempts left) and return it.
 
     Sets ``values``, increments ``attempts`` and derives ``stale_after`` and
     ``progress_deadline`` from the row's own timeouts, all in one statement.

@@ -8,9 +8,7 @@ so the last value is never lost.
 
 from __future__ import annotations
 
-import json
 import math
-import numbers
 import threading
 import time
 import traceback
@@ -18,50 +16,30 @@ from typing import TYPE_CHECKING, Any
 
 from django_jobprogress.exceptions import JobCancelled, JobNotRunning
 
+# The validators live in ``validation``; they stay importable from here too.
+from django_jobprogress.validation import (
+    MAX_BIGINT,
+    check_count,
+    check_fraction,
+    check_json,
+    check_text,
+    describe_error,
+    storable_text,
+)
+
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
 
+__all__ = [
+    "Progress",
+    "check_count",
+    "check_fraction",
+    "check_json",
+    "check_text",
+    "describe_error",
+]
+
 _monotonic = time.monotonic
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """``value`` as a float in [0, 1], or an error naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number between 0 and 1, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
-    return value
-
-
-def check_count(name: str, value: Any) -> int:
-    """``value`` as a non-negative int, or an error naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    return int(value)
-
-
-def check_json(name: str, value: Any) -> Any:
-    """``value`` unchanged if it is JSON-serialisable, else a TypeError naming it."""
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} is not JSON-serialisable: {value!r} ({exc})") from None
-    return value
-
-
-def check_text(name: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a string, got {value!r}")
-    return value
-
-
-def describe_error(error: BaseException | str) -> str:
-    if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}"
-    return str(error)
 
 
 class Progress:
@@ -139,19 +117,22 @@ class Progress:
         self._changed()
 
     def steps(self, completed: int, total: int, base: float = 0.0, max: float = 1.0) -> None:
-        """``completed`` of ``total`` steps done, mapped into [base, max] of the job."""
+        """``completed`` of ``total`` steps done, as laravel-job-progress's
+        ``updateWithSteps``: progress is ``base + max * completed / total``.
+
+        ``max`` is the share of the bar the steps take, clamped to ``1 - base``,
+        so a phase can follow ``update(base)``; ``total == 0`` lands on ``base``.
+        """
         completed = check_count("completed", completed)
         total = check_count("total", total)
         base = check_fraction("base", base)
-        top = check_fraction("max", max)
-        if base > top:
-            raise ValueError(f"base ({base!r}) must not be greater than max ({top!r})")
+        share = min(check_fraction("max", max), 1.0 - base)
         if completed > total:
             raise ValueError(f"completed ({completed!r}) must not exceed total ({total!r})")
         self._raise_if_closed()
         total_changed = total != self._total
-        span = 1.0 if total == 0 else completed / total
-        self._fraction = base + (top - base) * span
+        done = completed / total if total else 0.0
+        self._fraction = min(base + share * done, 1.0)
         self._current, self._total, self._counting = completed, total, False
         self._changed(force=total_changed)
 
@@ -161,7 +142,13 @@ class Progress:
             n = check_count("n", n)
         if self._closed is not None:
             self._raise_if_closed()
-        self._current += n
+        current = self._current + n
+        if current > MAX_BIGINT:
+            raise ValueError(
+                f"increment({n!r}) would make current {current}, more than the database "
+                f"stores ({MAX_BIGINT})"
+            )
+        self._current = current
         self._counting = True
         self._dirty = True
         now = _monotonic()
@@ -198,6 +185,7 @@ class Progress:
     def set(self, **fields: Any) -> None:
         """Free-form JSON status fields, merged into ``record.fields``."""
         for name, value in fields.items():
+            check_text(f"field name {name!r}", name)
             check_json(f"field {name!r}", value)
         self._raise_if_closed()
         self._fields.update(fields)
@@ -221,7 +209,7 @@ class Progress:
         tb = ""
         if isinstance(error, BaseException) and error.__traceback__ is not None:
             tb = "".join(traceback.format_exception(error))
-        text = describe_error(error)
+        text, tb = describe_error(error), storable_text(tb)
         self._close("failed", lambda values: self.record.fail(text, tb, **values))
 
     def checkpoint(self) -> None:
@@ -311,9 +299,11 @@ class Progress:
             return False
         try:
             check_json("return value", result)
-        except TypeError as exc:
-            self.close_failed(exc)
-            raise
+        except (TypeError, ValueError) as exc:
+            # Not storable is a wrong type of result, whatever the check found.
+            error = exc if isinstance(exc, TypeError) else TypeError(str(exc))
+            self.close_failed(error)
+            raise error from None
         return self._close("completed", lambda values: self.record.complete(result, **values))
 
     def close_failed(self, exc: BaseException) -> bool:

@@ -18,9 +18,17 @@ from django.utils.module_loading import import_string
 
 from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
+from django_jobprogress.delivery import hand_off
 from django_jobprogress.exceptions import JobProgressConfigurationError
 from django_jobprogress.models import Batch, JobRecord
-from django_jobprogress.progress import Progress, check_fraction, check_json
+from django_jobprogress.progress import Progress
+from django_jobprogress.validation import (
+    check_fraction,
+    check_json,
+    check_owner,
+    check_text,
+    shown,
+)
 
 ON_CONFLICT_CHOICES = ("return", "raise")
 
@@ -227,9 +235,8 @@ def resolve_task(name: str) -> Any:
 
 
 def _owner_or_none(owner: Any) -> Any:
-    if owner is None or not getattr(owner, "is_authenticated", False):
-        return None  # AnonymousUser: the job has no owner
-    return owner
+    """A saved user, or None for ``None`` / ``AnonymousUser``; anything else raises."""
+    return check_owner("owner", owner)
 
 
 def enqueue(
@@ -244,7 +251,8 @@ def enqueue(
     batch: Any = None,
 ) -> JobRecord:
     """Write the PENDING row (counted in ``batch``, if given) and hand it to the queue
-    once committed."""
+    once committed. Every value is checked first: a bad one raises, naming it, and
+    nothing is written."""
     name = task.get_task_name()
     try:
         found = import_string(name)
@@ -257,8 +265,12 @@ def enqueue(
         )
     if on_conflict not in ON_CONFLICT_CHOICES:
         raise ValueError(f"on_conflict must be 'return' or 'raise', got {on_conflict!r}")
-    if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
-        raise ValueError(f"key must be a non-empty string of at most 255 characters, got {key!r}")
+    if key is not None:
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise ValueError(
+                f"key must be a non-empty string of at most 255 characters, got {shown(key)}"
+            )
+        check_text("key", key)
     if queue is not None and not isinstance(queue, str):
         raise TypeError(f"queue must be a string, got {queue!r}")
     if batch is not None and not isinstance(batch, Batch):
@@ -266,19 +278,24 @@ def enqueue(
     for position, value in enumerate(args, 1):
         check_json(f"argument {position}", value)
     for kw, value in kwargs.items():
+        check_text(f"argument name {kw!r}", kw)
         check_json(f"argument {kw!r}", value)
-
+    owner = _owner_or_none(owner)
     options = task.get_options()
+    queue = check_text("queue", queue or options.queue or "")
+    if len(queue) > 100:
+        raise ValueError(f"queue must be at most 100 characters, got {shown(queue)}")
+
     adapter = get_queue_adapter()
     record, created = JobRecord.objects.create_pending(
         on_conflict=on_conflict,
         task_name=name,
         args=list(args),
         kwargs=kwargs,
-        owner=_owner_or_none(owner),
+        owner=owner,
         key=key,
         batch=batch,
-        queue=queue or options.queue or "",
+        queue=queue,
         cancellable=options.cancellable,
         cancel_threshold=options.cancel_threshold,
         stall_timeout=options.effective_stall_timeout(),
@@ -286,7 +303,8 @@ def enqueue(
         max_attempts=_max_attempts(options, adapter),
     )
     if created:
-        transaction.on_commit(functools.partial(_hand_off, adapter, record, options))
+        # A refused hand-off leaves the row PENDING for the sweep; the caller goes on.
+        transaction.on_commit(functools.partial(hand_off, record, options))
     return record
 
 
@@ -294,11 +312,3 @@ def _max_attempts(options: TaskOptions, adapter: Any) -> int:
     if not adapter.supports_retries:
         return 1
     return adapter.cap_attempts(options.max_attempts or adapter.default_max_attempts())
-
-
-def _hand_off(adapter: Any, record: JobRecord, options: TaskOptions) -> None:
-    try:
-        adapter.enqueue(record, options)  # the worker records the queue's id when it claims
-    except Exception as exc:
-        record.fail(f"could not enqueue: {type(exc).__name__}: {exc}")
-        raise

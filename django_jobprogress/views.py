@@ -1,43 +1,81 @@
 """JSON endpoints: the snapshot and the cancel button of a job or a batch.
 
-Anything the requester may not see is answered 404, never 403, so ids cannot be probed.
+Every answer of these views is JSON, errors included. Anything the requester may not see is
+answered 404, never 403, with the same body as an unknown id, so ids cannot be
+probed. A requester who may cancel may POST to the cancel endpoint (and reads
+the snapshot in its answer) even without the right to see the job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
 
 from django_jobprogress import access
 from django_jobprogress.models import Batch, JobRecord
+
+View = Callable[..., JsonResponse]
+
+
+def _methods(*allowed: str) -> Callable[[View], View]:
+    """Like ``require_http_methods``, but the 405 says why in JSON, and a form body
+    that cannot be parsed is a JSON 400 rather than Django's HTML page."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+            if request.method not in allowed:
+                response = JsonResponse(
+                    {"error": "method not allowed", "allowed": list(allowed)}, status=405
+                )
+                response["Allow"] = ", ".join(allowed)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except MultiPartParserError:  # raised by request.POST, read for the token
+                return JsonResponse({"error": "bad request"}, status=400)
+
+        return guarded
+
+    return decorator
+
+
+def _not_found() -> JsonResponse:
+    return JsonResponse({"error": "not found"}, status=404)
+
+
+def _user(request: HttpRequest) -> Any:
+    return getattr(request, "user", None)  # no AuthenticationMiddleware: tokens only
 
 
 def _token(request: HttpRequest) -> str | None:
     return request.GET.get("token") or request.POST.get("token")
 
 
-def _visible(request: HttpRequest, model: Any, pk: UUID) -> Any:
-    obj = model.objects.filter(pk=pk).first()
-    user = getattr(request, "user", None)  # no AuthenticationMiddleware: tokens only
-    if obj is None or not access.can_view(user, obj, _token(request)):
-        raise Http404("Not found.")
-    return obj
-
-
 def _detail(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
-    return JsonResponse(_visible(request, model, pk).snapshot())
+    obj = model.objects.filter(pk=pk).first()
+    if obj is None or not access.can_view(_user(request), obj, _token(request)):
+        return _not_found()
+    return JsonResponse(obj.snapshot())
 
 
 def _cancel(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
-    """200 when the cancel took effect or is pending, 409 when it is refused."""
-    obj = _visible(request, model, pk)
-    user = getattr(request, "user", None)
-    if not access.can_cancel(user, obj, _token(request)):
-        return JsonResponse({"cancelled": False, "reason": "not allowed"}, status=403)
+    """200 when the cancel took effect or is pending, 409 when it is refused, 403
+    when the requester may see the object but not cancel it."""
+    obj = model.objects.filter(pk=pk).first()
+    user, token = _user(request), _token(request)
+    if obj is None:
+        return _not_found()
+    if not access.can_cancel(user, obj, token):
+        if access.can_view(user, obj, token):
+            return JsonResponse({"cancelled": False, "reason": "not allowed"}, status=403)
+        return _not_found()
     cancelled = obj.request_cancel(by=user)
     obj.refresh_from_db()
     if cancelled:
@@ -49,24 +87,30 @@ def _cancel(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
 
 
 @never_cache
-@require_GET
+@_methods("GET")
 def job_detail(request: HttpRequest, job_id: UUID) -> JsonResponse:
     return _detail(request, JobRecord, job_id)
 
 
 @never_cache
-@require_POST
+@_methods("POST")
 def job_cancel(request: HttpRequest, job_id: UUID) -> JsonResponse:
     return _cancel(request, JobRecord, job_id)
 
 
 @never_cache
-@require_GET
+@_methods("GET")
 def batch_detail(request: HttpRequest, batch_id: UUID) -> JsonResponse:
     return _detail(request, Batch, batch_id)
 
 
 @never_cache
-@require_POST
+@_methods("POST")
 def batch_cancel(request: HttpRequest, batch_id: UUID) -> JsonResponse:
     return _cancel(request, Batch, batch_id)
+
+
+@never_cache
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other id under the prefix ("not-a-uuid"): the same answer as an unknown one."""
+    return _not_found()

@@ -121,3 +121,35 @@ def goes_silent(job, gate):
 def batch_callback(job, batch, tag=""):
     """A batch callback: returns what it was told, so tests can see it ran and how."""
     return {"batch": batch["id"], "status": batch["status"], "tag": tag}
+
+
+def _nested(depth):
+    value = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Return values that no database stores faithfully, by name.
+UNSTORABLE_RESULTS = {
+    "nan": lambda: {"stats": {"ratio": float("nan")}},
+    "nul": lambda: ["ok", "a\x00b"],
+    "surrogate": lambda: {"caf\udce9": 1},
+    "bigint": lambda: {"rows": [2**63]},
+    "deep": lambda: _nested(10_000),
+}
+
+
+@progress_task
+def returns_unstorable(job, kind):
+    """Returns ``UNSTORABLE_RESULTS[kind]()``: the job must end failed, naming it."""
+    return UNSTORABLE_RESULTS[kind]()
+
+
+@progress_task
+def echo(job, value, stage=""):
+    """Stores ``value`` as a field and returns it, for round trips through the database."""
+    job.progress.stage(stage)
+    job.progress.message(stage)
+    job.progress.set(echo=value)
+    return value

@@ -5,6 +5,7 @@ A worker subprocess started by a test reuses these settings with
 ``JOBPROGRESS_TEST_BROKER=redis`` to take jobs from Redis instead of the ORM.
 """
 
+import json
 import os
 import tempfile
 
@@ -128,4 +129,10 @@ _ADAPTERS = {
 JOBPROGRESS = {
     "QUEUE_ADAPTER": _ADAPTERS[os.environ.get("JOBPROGRESS_TEST_ADAPTER", "immediate")],
     "THROTTLE": 0,
+    # Clusters started by tests sweep often, so recovery shows within a second.
+    "SWEEP_INTERVAL": 0.5,
 }
+# A cluster started by a fault test takes its own limits, as JSON:
+# JOBPROGRESS_TEST_SETTINGS='{"STALL_TIMEOUT": 2}', JOBPROGRESS_TEST_Q_CLUSTER='{"retry": 2}'.
+JOBPROGRESS.update(json.loads(os.environ.get("JOBPROGRESS_TEST_SETTINGS", "{}")))
+Q_CLUSTER.update(json.loads(os.environ.get("JOBPROGRESS_TEST_Q_CLUSTER", "{}")))

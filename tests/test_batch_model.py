@@ -24,6 +24,7 @@ a transaction that is rolled back, so nothing is handed to a queue).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pytest
@@ -392,3 +393,57 @@ def test_batch_follows_the_model(
         scenario.drain(outcomes)
         event(f"ended {scenario.model.status}, fired {sorted(scenario.model.fired)}")
         transaction.set_rollback(True)  # each example starts from empty tables
+
+
+# -- what Batch.open refuses -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "parts"),
+    [
+        ({"callback_kwargs": {"tag": "a\x00b"}}, ValueError, ["callback_kwargs['tag']", "x00"]),
+        ({"callback_kwargs": {"r": [math.nan]}}, ValueError, ["callback_kwargs['r'][0]", "nan"]),
+        ({"callback_kwargs": {"n": 2**63}}, ValueError, ["callback_kwargs['n']", str(2**63)]),
+        ({"callback_kwargs": {"\ud800": 1}}, ValueError, ["callback_kwargs key", r"'\ud800'"]),
+        ({"callback_kwargs": {"x": object()}}, TypeError, ["callback_kwargs['x']", "object"]),
+        ({"callback_kwargs": [1]}, TypeError, ["callback_kwargs must be a dict", "[1]"]),
+        ({"owner": "bob"}, TypeError, ["owner must be a User", "'bob'"]),
+        ({"name": "blast\x00"}, ValueError, ["name", r"'blast\x00'"]),
+        ({"name": "\udcff"}, ValueError, ["name", r"'\udcff'"]),
+        ({"name": 42}, TypeError, ["name must be a string", "42"]),
+    ],
+)
+def test_open_refuses_what_the_database_cannot_store_and_writes_nothing(options, error, parts):
+    options = {"name": "blast", "on_complete": on_complete_cb, **options}
+    name = options.pop("name")
+    with pytest.raises(error) as caught, Batch.open(name, **options):
+        pass
+    for part in parts:
+        assert part in str(caught.value)
+    assert not Batch.objects.exists()
+
+
+def test_open_refuses_an_unsaved_owner_and_takes_a_saved_or_anonymous_one(make_user):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+
+    with (
+        pytest.raises(ValueError, match="owner must be a saved User"),
+        Batch.open("blast", owner=get_user_model()(username="ghost")),
+    ):
+        pass
+    assert not Batch.objects.exists()
+    user = make_user()
+    with Batch.open("mine", owner=user) as mine, Batch.open("anon", owner=AnonymousUser()) as anon:
+        pass
+    assert Batch.objects.get(pk=mine.pk).owner == user
+    assert Batch.objects.get(pk=anon.pk).owner is None
+
+
+def test_a_refused_member_is_not_counted(memory_queue):
+    with Batch.open("blast") as batch:
+        with pytest.raises(ValueError, match=r"argument 2\[0\] must be a finite number"):
+            jobs.add.enqueue(1, [math.nan], batch=batch)
+        jobs.add.enqueue(1, 2, batch=batch)
+    assert Batch.objects.get(pk=batch.pk).total == 1
+    assert JobRecord.objects.filter(batch=batch).count() == 1

@@ -46,10 +46,22 @@ def test_claim_moves_pending_to_running_once(make_job):
 
 
 def test_claim_retakes_a_running_job_whose_heartbeat_is_stale(make_job):
-    record = make_job(Status.RUNNING, stall_timeout=30)
+    record = make_job(Status.RUNNING, stall_timeout=30, max_attempts=2)
     later = timezone.now() + timedelta(seconds=31)
     assert fresh(record).claim(host="b", pid=2, now=later) is True
     assert fresh(record).attempts == 2
+    # The lost attempt counted: a third delivery finds no attempt left.
+    even_later = later + timedelta(seconds=31)
+    assert fresh(record).claim(host="c", pid=3, now=even_later) is False
+    assert (fresh(record).worker_host, fresh(record).attempts) == ("b", 2)
+
+
+def test_claim_never_retakes_a_lost_job_with_no_attempt_left(make_job):
+    record = make_job(Status.RUNNING, stall_timeout=30)  # max_attempts=1
+    later = timezone.now() + timedelta(seconds=31)
+    assert fresh(record).claim(host="b", pid=2, now=later) is False
+    stored = fresh(record)
+    assert (stored.status, stored.worker_host, stored.attempts) == ("running", "h", 1)
 
 
 def test_a_job_finishes_only_once(make_job):
@@ -187,3 +199,84 @@ def test_eta_from_the_rate_of_progress(make_job):
     assert eta_seconds(record, now) == 80.0
     record.progress = 0
     assert eta_seconds(record, now) is None
+
+
+# -- the failure path cannot fail ---------------------------------------------------------
+
+POISON_SQLITE = """
+CREATE TRIGGER jobprogress_poison BEFORE UPDATE ON django_jobprogress_jobrecord
+WHEN NEW.{column} LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned value'); END
+"""
+POISON_POSTGRES = """
+CREATE FUNCTION jobprogress_poison() RETURNS trigger AS $$
+BEGIN
+  IF NEW.{column}::text LIKE '%poison%' THEN RAISE EXCEPTION 'poisoned value'; END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER jobprogress_poison BEFORE UPDATE ON django_jobprogress_jobrecord
+FOR EACH ROW EXECUTE FUNCTION jobprogress_poison();
+"""
+
+
+@pytest.fixture
+def poison():
+    """Make the database refuse any write of a value containing "poison" to ``column``:
+    a real refusal by the database, as for a value it cannot store."""
+    from django.db import connection
+
+    def install(column):
+        sql = POISON_POSTGRES if connection.vendor == "postgresql" else POISON_SQLITE
+        with connection.cursor() as cursor:
+            cursor.execute(sql.format(column=column))
+
+    return install
+
+
+def test_a_result_the_database_refuses_ends_the_job_failed_saying_so(make_job, poison):
+    record = make_job(Status.RUNNING)
+    poison("result")
+    assert record.complete({"path": "poison.zip"}) is True
+    stored = fresh(record)
+    assert stored.status == Status.FAILED
+    assert stored.error.startswith("the job's result could not be stored: ")
+    assert "poisoned value" in stored.error
+    assert (stored.result, stored.finished_at is not None) == (None, True)
+
+
+def test_a_failure_whose_values_are_refused_still_ends_the_job(make_job, poison):
+    record = make_job(Status.RUNNING)
+    poison("stage")
+    assert record.fail("ValueError: bad row", "Traceback ...", stage="poison") is True
+    stored = fresh(record)
+    assert (stored.status, stored.stage) == (Status.FAILED, "")
+    assert stored.error.startswith("ValueError: bad row (the job's final values could not")
+    assert stored.traceback == "Traceback ..."
+
+
+def test_a_refused_end_of_a_batch_member_still_counts_in_its_batch(make_job, poison):
+    from django_jobprogress.models import Batch
+
+    with Batch.open("b") as batch:
+        member = make_job(batch=batch)
+        Batch.objects.filter(pk=batch.pk).update(total=1)
+    assert member.claim(host="h", pid=1)
+    poison("message")
+    assert member.fail("boom", message="poison") is True
+    batch.refresh_from_db()
+    assert (fresh(member).status, batch.status, batch.failed) == ("failed", "failed", 1)
+
+
+def test_a_retry_whose_values_are_refused_still_goes_back_to_pending(make_job, poison):
+    record = make_job(Status.RUNNING, max_attempts=2)
+    poison("message")
+    assert record.fail_attempt("boom", message="poison") is True
+    stored = fresh(record)
+    assert (stored.status, stored.message, stored.worker_pid) == ("pending", "", None)
+    assert stored.error.startswith("boom (the job's final values could not be stored")
+
+
+def test_exception_text_is_stored_with_nul_and_surrogates_replaced(make_job):
+    record = make_job(Status.RUNNING)
+    assert record.fail("ValueError: a\x00b\ud800c", "line\x00") is True
+    stored = fresh(record)
+    assert (stored.error, stored.traceback) == ("ValueError: a\ufffdb\ufffdc", "line\ufffd")

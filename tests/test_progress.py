@@ -61,18 +61,40 @@ def test_update_rejects_bad_fractions_and_keeps_the_last_good_one(handle, value,
     assert stored(progress).progress == 0.3
 
 
-def test_steps_maps_into_base_and_max(handle):
+def test_steps_continue_from_base_over_a_share_of_the_bar(handle):
     progress = handle()
-    progress.steps(1, 4, base=0.5, max=0.9)
+    progress.update(0.25)
+    progress.steps(8, 8, base=0.25, max=0.5)  # the laravel-job-progress example
+    assert progress.fraction == 0.75
+    record = stored(progress)
+    assert record.progress == 0.75
+    assert (record.current, record.total) == (8, 8)
+
+
+def test_steps_map_completed_into_the_share(handle):
+    progress = handle()
+    progress.steps(1, 4, base=0.5, max=0.4)
     record = stored(progress)
     assert record.progress == pytest.approx(0.6)
     assert (record.current, record.total) == (1, 4)
 
 
-def test_steps_of_zero_total_is_the_whole_span(handle):
+def test_steps_share_is_clamped_to_what_is_left_of_the_bar(handle):
+    progress = handle()
+    progress.steps(4, 8, base=0.5, max=0.9)  # 0.5 + min(0.9, 0.5) * 4 / 8
+    assert stored(progress).progress == pytest.approx(0.75)
+    progress.steps(8, 8, base=0.8, max=1.0)
+    assert stored(progress).progress == 1.0
+    progress.steps(1, 2, base=0.8, max=0.2)  # base above max is legal now
+    assert stored(progress).progress == pytest.approx(0.9)
+
+
+def test_steps_of_zero_total_lands_on_base(handle):
     progress = handle()
     progress.steps(0, 0, base=0.2, max=0.4)
-    assert stored(progress).progress == pytest.approx(0.4)
+    assert stored(progress).progress == pytest.approx(0.2)
+    progress.steps(0, 0)
+    assert stored(progress).progress == 0.0
 
 
 @pytest.mark.parametrize(
@@ -81,13 +103,16 @@ def test_steps_of_zero_total_is_the_whole_span(handle):
         ((5, 4), r"completed \(5\) must not exceed total \(4\)"),
         ((1, -2), "total must not be negative, got -2"),
         ((1.5, 4), "completed must be an integer, got 1.5"),
-        ((1, 4, 0.8, 0.2), r"base \(0.8\) must not be greater than max \(0.2\)"),
+        ((1, 4, 1.2), "base must be between 0 and 1, got 1.2"),
+        ((1, 4, 0.1, -0.2), r"max must be between 0 and 1, got -0\.2"),
+        ((1, 2**63), "total must be at most 9223372036854775807, got 9223372036854775808"),
     ],
 )
 def test_steps_rejects_bad_values(handle, args, message):
     progress = handle()
     with pytest.raises((ValueError, TypeError), match=message):
         progress.steps(*args)
+    assert stored(progress).progress == 0.0
 
 
 def test_total_and_increment_derive_the_fraction(handle):
@@ -269,3 +294,157 @@ def test_progress_call_raises_once_the_job_was_closed_outside(handle):
         progress.update(0.3)
     with pytest.raises(JobNotRunning):
         progress.checkpoint()
+
+
+# -- values the databases cannot store ------------------------------------------------
+
+BIG = 2**63
+
+
+def nested(depth, leaf=0):
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def row_state(progress):
+    record = stored(progress)
+    fields = ("status", "progress", "current", "total", "stage", "message", "fields", "result")
+    return {name: getattr(record, name) for name in fields}
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "parts"),
+    [
+        pytest.param(
+            lambda p: p.update(10**400), ValueError, ["fraction", "401 digits"], id="update"
+        ),
+        pytest.param(
+            lambda p: setattr(p, "total", BIG), ValueError, ["total", str(BIG)], id="total"
+        ),
+        pytest.param(
+            lambda p: p.steps(1, BIG), ValueError, ["total must be at most", str(BIG)], id="steps"
+        ),
+        pytest.param(
+            lambda p: p.increment(BIG), ValueError, ["increment", str(BIG)], id="increment"
+        ),
+        pytest.param(lambda p: p.decrement(BIG), ValueError, ["n must be", str(BIG)], id="decr"),
+        pytest.param(lambda p: p.stage("a\x00b"), ValueError, ["stage", r"'a\x00b'"], id="nul"),
+        pytest.param(lambda p: p.stage("\ud800"), ValueError, ["stage", r"'\ud800'"], id="surr"),
+        pytest.param(lambda p: p.message("x\x00"), ValueError, ["message", r"'x\x00'"], id="msg"),
+        pytest.param(
+            lambda p: p.set(stats={"ratio": math.nan}),
+            ValueError,
+            ["field 'stats'['ratio']", "nan"],
+            id="set-nan",
+        ),
+        pytest.param(
+            lambda p: p.set(rows=[0, {"n": BIG}]),
+            ValueError,
+            ["field 'rows'[1]['n']", str(BIG)],
+            id="set-int",
+        ),
+        pytest.param(
+            lambda p: p.set(ok=1, name="caf\udce9"),
+            ValueError,
+            ["field 'name'", r"'caf\udce9'"],
+            id="set-surrogate",
+        ),
+        pytest.param(
+            lambda p: p.set(**{"a\x00": 1}),
+            ValueError,
+            ["field name", r"'a\x00'"],
+            id="set-name",
+        ),
+        pytest.param(
+            lambda p: p.set(labels={"b\x00": 1}),
+            ValueError,
+            ["field 'labels' key", r"'b\x00'"],
+            id="set-key",
+        ),
+        pytest.param(
+            lambda p: p.set(tree=nested(10_000)),
+            ValueError,
+            ["field 'tree'", "levels deep"],
+            id="set-deep",
+        ),
+        pytest.param(
+            lambda p: p.complete({"ratio": -math.inf}),
+            ValueError,
+            ["result['ratio']", "-inf"],
+            id="complete",
+        ),
+    ],
+)
+def test_a_value_the_database_cannot_store_is_refused_and_nothing_changes(
+    handle, call, error, parts
+):
+    progress = handle()
+    progress.stage("before")
+    progress.message("kept")
+    progress.set(kept=1)
+    progress.update(0.5)
+    before = row_state(progress)
+    with pytest.raises(error) as caught:
+        call(progress)
+    for part in parts:
+        assert part in str(caught.value)
+    assert row_state(progress) == before
+    assert before["status"] == "running"
+    progress.complete({"ok": True})  # the job goes on and ends normally
+    record = stored(progress)
+    assert (record.status, record.result, record.fields) == ("completed", {"ok": True}, {"kept": 1})
+    assert (record.stage, record.message) == ("before", "kept")
+
+
+def test_increment_may_not_pass_the_largest_stored_integer(handle):
+    progress = handle()
+    progress.increment(BIG - 1)
+    with pytest.raises(ValueError, match=f"increment\\(1\\) would make current {BIG}"):
+        progress.increment()
+    assert progress.current == BIG - 1
+    progress.complete()
+    assert stored(progress).current == BIG - 1
+
+
+def test_fail_stores_an_error_with_nul_and_surrogates_replaced(handle):
+    progress = handle()
+    try:
+        raise ValueError("bad\x00byte \ud800")
+    except ValueError as exc:
+        error = exc
+    progress.fail(error)
+    record = stored(progress)
+    assert (record.status, record.error) == ("failed", "ValueError: bad\ufffdbyte \ufffd")
+    assert "ValueError: bad\ufffdbyte" in record.traceback
+    assert "\x00" not in record.traceback
+
+
+def test_accepted_values_round_trip_through_the_database(handle):
+    from django_jobprogress.validation import MAX_JSON_DEPTH
+
+    awkward = {
+        "text": 'café ☕ 😀 Ωμέγα \t\n\x01\x1f\x7f \\u0000 "quoted"',
+        "keys": {"": 0, "é": 1, "😀": 2, "a.b": 3, "$x": 4},
+        "ints": [-BIG, BIG - 1, 0, -1],
+        "floats": [1.5, -2.25e-300, 1e-7, 0.1],
+        "flags": [True, False, None],
+        "empty": [[], {}, ""],
+        "deep": nested(MAX_JSON_DEPTH - 1),
+    }
+    progress = handle()
+    progress.stage("😀" * 300)  # cut to 255 characters, not bytes
+    progress.message(awkward["text"])
+    progress.set(**awkward)
+    progress.total = BIG - 1
+    progress.increment(BIG - 1)
+    progress.complete(awkward)
+    record = progress.record
+    record.refresh_from_db()
+    assert record.status == "completed"
+    assert record.stage == "😀" * 255
+    assert record.message == awkward["text"]
+    assert record.fields == awkward
+    assert record.result == awkward
+    assert (record.current, record.total) == (BIG - 1, BIG - 1)

@@ -1,4 +1,5 @@
 import datetime
+import math
 
 import pytest
 
@@ -180,3 +181,113 @@ def test_a_second_delivery_of_a_finished_job_is_dropped(memory_queue):
     assert run_job(str(record.pk)) is None
     record.refresh_from_db()
     assert record.attempts == 1 and record.result == 5
+
+
+# -- values the databases cannot store ------------------------------------------------
+
+BIG = 2**63
+
+
+def nested(depth):
+    value = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "parts"),
+    [
+        pytest.param(("a\x00b", 1), {}, ValueError, ["argument 1", r"'a\x00b'"], id="nul"),
+        pytest.param((1, "\ud800"), {}, ValueError, ["argument 2", r"'\ud800'"], id="surrogate"),
+        pytest.param(
+            (1, [0, math.nan]), {}, ValueError, ["argument 2[1]", "nan"], id="nan-in-list"
+        ),
+        pytest.param(
+            (1,), {"b": {"r": math.inf}}, ValueError, ["argument 'b'['r']", "inf"], id="inf"
+        ),
+        pytest.param(
+            (1,), {"b": {"x\x00": 1}}, ValueError, ["argument 'b' key", r"'x\x00'"], id="key"
+        ),
+        pytest.param((1, [BIG]), {}, ValueError, ["argument 2[0]", str(BIG)], id="2**63"),
+        pytest.param(
+            (1, {"n": -BIG - 1}), {}, ValueError, ["argument 2['n']", str(-BIG - 1)], id="-2**63-1"
+        ),
+        pytest.param((nested(10_000), 1), {}, ValueError, ["argument 1", "levels"], id="deep"),
+        pytest.param(
+            (1,), {"b\x00": 2}, ValueError, ["argument name", r"'b\x00'"], id="kwarg-name"
+        ),
+        pytest.param((1, 2), {"key": "k\x00"}, ValueError, ["key", r"'k\x00'"], id="key-nul"),
+        pytest.param(
+            (1, 2), {"key": "k\udfff"}, ValueError, ["key", r"'k\udfff'"], id="key-surrogate"
+        ),
+        pytest.param(
+            (1, 2), {"queue": "q" * 101}, ValueError, ["queue", "at most 100"], id="queue-long"
+        ),
+        pytest.param((1, 2), {"queue": "m\x00"}, ValueError, ["queue", r"'m\x00'"], id="queue"),
+        pytest.param((1, 2), {"owner": "bob"}, TypeError, ["owner", "'bob'"], id="owner-str"),
+        pytest.param((1, 2), {"owner": 42}, TypeError, ["owner", "42"], id="owner-int"),
+    ],
+)
+def test_enqueue_refuses_what_the_database_cannot_store_and_writes_nothing(
+    memory_queue, args, kwargs, error, parts
+):
+    jobs.add.enqueue(1, 2)
+    before = JobRecord.objects.count()
+    with pytest.raises(error) as caught:
+        jobs.add.enqueue(*args, **kwargs)
+    for part in parts:
+        assert part in str(caught.value)
+    assert JobRecord.objects.count() == before
+    assert len(memory_queue.queued) == 1
+
+
+def test_enqueue_refuses_an_unsaved_user_as_owner():
+    from django.contrib.auth import get_user_model
+
+    with pytest.raises(ValueError, match="owner must be a saved User, got unsaved"):
+        jobs.add.enqueue(1, 2, owner=get_user_model()(username="ghost"))
+    assert not JobRecord.objects.exists()
+
+
+def test_enqueue_accepts_a_queue_of_100_characters(memory_queue):
+    assert jobs.add.enqueue(1, 2, queue="q" * 100).queue == "q" * 100
+
+
+@pytest.mark.parametrize(
+    ("kind", "parts"),
+    [
+        ("nan", ["return value['stats']['ratio']", "nan"]),
+        ("nul", ["return value[1]", r"'a\x00b'"]),
+        ("surrogate", ["return value key", r"'caf\udce9'"]),
+        ("bigint", ["return value['rows'][0]", str(BIG)]),
+        ("deep", ["return value", "levels deep"]),
+    ],
+)
+def test_a_result_the_database_cannot_store_fails_the_job_naming_it(kind, parts):
+    record = jobs.returns_unstorable.enqueue(kind)
+    record.refresh_from_db()
+    assert record.status == Status.FAILED
+    assert record.error.startswith("TypeError: return value")
+    for part in parts:
+        assert part in record.error
+    assert record.result is None
+
+
+def test_accepted_arguments_stage_fields_and_result_round_trip_through_the_database(make_user):
+    value = {
+        "text": "café ☕ 😀 \t\x01 \\u0000",
+        "keys": {"": 0, "é": 1, "😀": 2},
+        "ints": [-BIG, BIG - 1],
+        "floats": [0.1, -2.5e-300],
+        "deep": nested(99),
+    }
+    owner = make_user()
+    record = jobs.echo.enqueue(value, stage="étape 😀", owner=owner, key="ключ 😀", queue="q" * 100)
+    record.refresh_from_db()
+    assert record.status == Status.COMPLETED, record.error
+    assert (record.args, record.kwargs) == ([value], {"stage": "étape 😀"})
+    assert (record.stage, record.message) == ("étape 😀", "étape 😀")
+    assert record.fields == {"echo": value}
+    assert record.result == value
+    assert (record.owner, record.key, record.queue) == (owner, "ключ 😀", "q" * 100)

@@ -18,7 +18,8 @@ class QueueAdapter(ABC):
     Only the job's id crosses the queue; its arguments live on the row as JSON.
     """
 
-    #: Whether the queue re-delivers a job whose attempt raised (``max_attempts > 1``).
+    #: Whether jobs may have more than one attempt (``max_attempts > 1``): each retry is
+    #: a new hand-off of the same record, made by the run wrapper or the sweep.
     supports_retries: bool = False
 
     @abstractmethod
@@ -32,6 +33,12 @@ class QueueAdapter(ABC):
     def cap_attempts(self, wanted: int) -> int:
         """The attempts the queue will really make when a task asks for ``wanted``."""
         return wanted
+
+    def waiting_count(self, queue: str) -> int | None:
+        """How many messages the queue holds for ``queue`` (taken, unacknowledged ones
+        included), or None if it cannot tell. The sweep uses it to tell a lost message
+        from one still waiting: see ``recovery.redeliver_lost``."""
+        return None
 
     def current_delivery_id(self) -> str:
         """The queue's id of the delivery being run in this thread, if it tells."""

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RUN_JOB = "django_jobprogress.execution.run_job"
-RETRYING_BROKERS = ("orm", "sqs", "mongo")
 
 
 def delivery_name(record: JobRecord) -> str:
@@ -34,18 +33,14 @@ def _q_cluster() -> dict[str, Any]:
 class DjangoQ2Queue(QueueAdapter):
     """Enqueues ``run_job(job_id)`` with ``django_q.tasks.async_task``.
 
-    ``queue`` selects the django-q2 cluster (its ``cluster``/list key). A task
-    with one attempt is acknowledged even when it fails, so django-q2 never
-    re-runs it; with ``max_attempts > 1`` failures stay unacknowledged and the
-    broker re-presents them after ``Q_CLUSTER["retry"]`` seconds.
+    ``queue`` selects the django-q2 cluster (its ``cluster``/list key). Every
+    delivery is acknowledged, failed or not: retries are new deliveries that the
+    run wrapper (or the sweep, for a lost worker) hands off itself, so they work
+    on every broker, Redis included, and ``max_attempts`` is never django-q2's.
     """
 
-    @property
-    def supports_retries(self) -> bool:
-        """Only brokers that re-present unacknowledged tasks retry (the Redis broker pops
-        a task for good, so a failed attempt there is final)."""
-        conf = _q_cluster()
-        return any(conf.get(name) for name in RETRYING_BROKERS)
+    #: Retries are hand-offs of our own, so every broker supports them.
+    supports_retries = True
 
     def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
         from django_q.tasks import async_task
@@ -53,15 +48,30 @@ class DjangoQ2Queue(QueueAdapter):
         q_options: dict[str, Any] = {
             # django-q2's task name links its rows back to the job: "<Task>:<job id>".
             "task_name": delivery_name(record),
-            "ack_failure": record.max_attempts <= 1,
+            "ack_failure": True,
+            # The JobRecord holds the result; django-q2 still keeps its failures.
+            "save": False,
         }
-        if record.max_attempts <= 1:
-            q_options["save"] = False  # successes only; see the class docstring
         if record.queue:
             q_options["cluster"] = record.queue
         if options.timeout is not None:
             q_options["timeout"] = options.timeout
         return str(async_task(RUN_JOB, str(record.pk), q_options=q_options) or "")
+
+    def waiting_count(self, queue: str) -> int | None:
+        """Messages in the broker's list for ``queue``, plus those taken but not yet
+        run: unacknowledged ones (ORM broker), or, for brokers that pop for good
+        (Redis), the ones waiting in the clusters' own task queues."""
+        from django_q.brokers import get_broker
+
+        broker = get_broker(queue or None)
+        waiting = broker.queue_size()
+        if waiting is None:
+            return None
+        taken = broker.lock_size()
+        if taken is None:
+            taken = _prefetched(broker)
+        return int(waiting) + int(taken)
 
     def current_delivery_id(self) -> str:
         return getattr(_delivery, "task_id", "")
@@ -73,18 +83,12 @@ class DjangoQ2Queue(QueueAdapter):
             return 1
         return attempts
 
-    def cap_attempts(self, wanted: int) -> int:
-        # django-q2 acknowledges a task for good once it failed Q_CLUSTER["max_attempts"] times.
-        ceiling = _q_cluster().get("max_attempts", 0)
-        if isinstance(ceiling, int) and ceiling > 0:
-            return min(wanted, ceiling)
-        return wanted
-
     def ready(self) -> None:
-        from django_q.signals import post_execute, pre_execute
+        from django_q.signals import post_execute, post_spawn, pre_execute
 
         post_execute.connect(close_unfinished, dispatch_uid="django_jobprogress.close_unfinished")
         pre_execute.connect(remember_delivery, dispatch_uid="django_jobprogress.remember_delivery")
+        post_spawn.connect(start_sweeper, dispatch_uid="django_jobprogress.start_sweeper")
 
     def check(self) -> list[checks.CheckMessage]:
         conf = _q_cluster()
@@ -111,6 +115,17 @@ class DjangoQ2Queue(QueueAdapter):
         return []
 
 
+def _prefetched(broker: Any) -> int:
+    """Tasks the running clusters popped into their own task queues (from the stats
+    each cluster publishes every guard cycle); 0 if the stats cannot be read."""
+    from django_q.status import Stat
+
+    try:
+        return sum(int(getattr(stat, "task_q_size", 0) or 0) for stat in Stat.get_all(broker))
+    except Exception:
+        return 0
+
+
 _delivery = threading.local()
 
 
@@ -119,16 +134,45 @@ def remember_delivery(sender: Any, func: Any, task: dict[str, Any], **kwargs: An
     _delivery.task_id = task.get("id", "") if task.get("func") == RUN_JOB else ""
 
 
+def start_sweeper(sender: Any, proc_name: str = "", **kwargs: Any) -> None:
+    """In each new worker process: take part in this cluster's recovery sweep (not in
+    django-q2's sync mode, which runs the worker in the caller's own process)."""
+    from django_q.conf import Conf
+
+    from django_jobprogress.sweeper import sweeper
+
+    if Conf.SYNC:
+        return
+
+    sweeper.start()
+
+
 def close_unfinished(sender: Any, task: dict[str, Any], **kwargs: Any) -> None:
     """Monitor-side backstop: a failed delivery whose job is still RUNNING was not
-    closed by the run wrapper (killed by a timeout or a crash), so close it here."""
+    closed by the run wrapper (killed by a timeout or a crash), so close it here.
+
+    Runs inside django-q2's monitor loop, so it never raises: a failure here is
+    logged and left to the sweep.
+    """
     if task.get("func") != RUN_JOB or task.get("success") or not task.get("args"):
         return
+    try:
+        _close_unfinished(task)
+    except Exception:
+        logger.exception("could not close job %s after its failed delivery", task["args"][0])
+
+
+def _close_unfinished(task: dict[str, Any]) -> None:
     from django_jobprogress.models import JobRecord
+    from django_jobprogress.recovery import hand_off_again
 
     record = JobRecord.objects.filter(pk=task["args"][0]).first()
-    if record is not None and record.status == JobRecord.Status.RUNNING:
-        detail = str(task.get("result") or "worker error")
-        error, _, trace = detail.partition(" : ")
-        logger.warning("closing job %s after django-q2 reported: %s", record.pk, error)
-        record.fail_attempt(error or "worker error", trace)
+    if record is None or record.status != JobRecord.Status.RUNNING:
+        return
+    if record.queue_task_id and record.queue_task_id != task.get("id"):
+        return  # another delivery has the job now
+    detail = str(task.get("result") or "worker error")
+    error, _, trace = detail.partition(" : ")
+    logger.warning("closing job %s after django-q2 reported: %s", record.pk, error[:200])
+    if record.fail_attempt(error or "worker error", trace) and not record.is_finished:
+        hand_off_again(record)

@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.signals import batch_finished
+from django_jobprogress.validation import check_json, check_owner, check_text, shown
 
 logger = logging.getLogger(__name__)
 
@@ -147,14 +148,19 @@ class Batch(SignedAccess, models.Model):
         An exception in the block cancels the batch and its pending jobs, and its
         callbacks never run; the exception propagates.
         """
-        from django_jobprogress.progress import check_json
-
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a batch needs a non-empty name, got {name!r}")
         from django_jobprogress.tasks import resolve_task
 
-        check_json("callback_kwargs", callback_kwargs or {})
-        clashes = sorted(set(callback_kwargs or {}) & RESERVED_KWARGS)
+        if not check_text("name", name):
+            raise ValueError(f"a batch needs a non-empty name, got {name!r}")
+        owner = check_owner("owner", owner)
+        callback_kwargs = check_json("callback_kwargs", callback_kwargs or {})
+        if not isinstance(callback_kwargs, dict) or not all(
+            isinstance(key, str) for key in callback_kwargs
+        ):
+            raise TypeError(
+                f"callback_kwargs must be a dict with string keys, got {shown(callback_kwargs)}"
+            )
+        clashes = sorted(set(callback_kwargs) & RESERVED_KWARGS)
         if clashes:
             raise ValueError(
                 f"callback_kwargs may not use {', '.join(clashes)}: enqueue() takes them itself"
@@ -168,10 +174,10 @@ class Batch(SignedAccess, models.Model):
             resolve_task(path)  # a callback that cannot run fails here, not at the end
         batch = cls.objects.create(
             name=name[:255],
-            owner=owner if getattr(owner, "is_authenticated", False) else None,
+            owner=owner,
             allow_failures=bool(allow_failures),
             **callbacks,
-            callback_kwargs=callback_kwargs or {},
+            callback_kwargs=callback_kwargs,
         )
         try:
             yield batch

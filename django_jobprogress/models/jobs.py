@@ -7,13 +7,14 @@ once the change has committed, sends the matching signal.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -24,6 +25,9 @@ from django_jobprogress.exceptions import DuplicateJob
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.signals import job_finished, job_progress, job_started
 from django_jobprogress.snapshots import job_snapshot
+from django_jobprogress.validation import storable_text
+
+logger = logging.getLogger(__name__)
 
 TOKEN_SALT = "django_jobprogress.job-access"
 WORKER_LOST = "worker lost"
@@ -45,6 +49,10 @@ class JobQuerySet(models.QuerySet):
         return self.filter(
             status=JobRecord.Status.RUNNING, progress_deadline__lt=now or timezone.now()
         )
+
+    def never_handed_off(self) -> JobQuerySet:
+        """PENDING jobs the queue never received (their hand-off failed)."""
+        return self.filter(status=JobRecord.Status.PENDING, handed_off_at__isnull=True)
 
 
 class JobManager(models.Manager.from_queryset(JobQuerySet)):
@@ -87,7 +95,8 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         _instance: JobRecord | None = None,
     ) -> JobRecord | None:
         """Claim job ``job_id`` for this worker and return it, or None if it is not
-        claimable (finished, cancelled, or running with a fresh heartbeat)."""
+        claimable (finished, cancelled, running with a fresh heartbeat, or lost with
+        no attempt left: the sweep fails that one)."""
         now = now or timezone.now()
         values = self.model._claim_values(host, pid, delivery_id, now)
         record = fastsql.claim_returning(
@@ -112,9 +121,27 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         return record
 
     def fail_stalled(self, now: datetime | None = None) -> int:
-        """Mark lost jobs (stale heartbeat) FAILED "worker lost"; return how many."""
+        """Mark lost jobs (stale heartbeat) FAILED "worker lost", attempts left or not;
+        return how many. The automatic sweep rescues them instead (``recover_lost``)."""
         now = now or timezone.now()
         return sum(record.fail_lost(now) for record in self.stalled(now))
+
+    def recover_stalled(
+        self, now: datetime | None = None, limit: int = 500
+    ) -> tuple[list[JobRecord], int]:
+        """Rescue or fail up to ``limit`` lost jobs; return (rescued records, failed count).
+
+        Rescued ones are PENDING again and must be handed to the queue by the caller.
+        """
+        now = now or timezone.now()
+        rescued, failed = [], 0
+        for record in self.stalled(now).order_by("stale_after")[:limit]:
+            if record.recover_lost(now):
+                if record.status == JobRecord.Status.PENDING:
+                    rescued.append(record)
+                else:
+                    failed += 1
+        return rescued, failed
 
     def fail_silent(self, now: datetime | None = None) -> int:
         """Mark jobs past their ``progress_timeout`` FAILED; return how many."""
@@ -178,6 +205,11 @@ class JobRecord(SignedAccess, models.Model):
     key = models.CharField(_("key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     queue = models.CharField(_("queue"), max_length=100, blank=True)
     queue_task_id = models.CharField(_("queue task id"), max_length=64, blank=True)
+    # When the job was last handed to the queue (stamped on insert, as the hand-off follows
+    # the commit); NULL while PENDING means the queue refused it: the sweep tries again.
+    handed_off_at = models.DateTimeField(
+        _("handed off"), null=True, blank=True, default=timezone.now
+    )
 
     cancellable = models.BooleanField(_("cancellable"), default=True)
     cancel_threshold = models.FloatField(_("cancel threshold"), default=1.0)
@@ -218,6 +250,22 @@ class JobRecord(SignedAccess, models.Model):
             models.Index(fields=["task_name", "-created_at"], name="jobprogress_task_created"),
             models.Index(fields=["status", "finished_at"], name="jobprogress_status_finished"),
             models.Index(fields=["batch", "status"], name="jobprogress_batch_members"),
+            # The sweep's probes: each reads only the unfinished rows it is about.
+            models.Index(
+                fields=["stale_after"],
+                condition=Q(status="running"),
+                name="jobprogress_running_stale",
+            ),
+            models.Index(
+                fields=["progress_deadline"],
+                condition=Q(status="running", progress_deadline__isnull=False),
+                name="jobprogress_running_deadline",
+            ),
+            models.Index(
+                fields=["queue", "handed_off_at"],
+                condition=Q(status="pending"),
+                name="jobprogress_pending_handoff",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -283,7 +331,8 @@ class JobRecord(SignedAccess, models.Model):
         self, *, host: str, pid: int, delivery_id: str = "", now: datetime | None = None
     ) -> bool:
         """PENDING -> RUNNING for this worker; also retakes a RUNNING job whose heartbeat
-        is stale (its worker is gone). A second delivery of a live job loses."""
+        is stale (its worker is gone) while it has attempts left. A second delivery of a
+        live job loses."""
         fresh = type(self).objects.claim(
             self.pk, host=host, pid=pid, delivery_id=delivery_id, now=now, _instance=self
         )
@@ -311,7 +360,9 @@ class JobRecord(SignedAccess, models.Model):
         return values
 
     def _claim_with_orm(self, values: dict[str, Any], now: datetime) -> bool:
-        guard = Q(status=self.Status.PENDING) | Q(status=self.Status.RUNNING, stale_after__lt=now)
+        guard = Q(status=self.Status.PENDING) | Q(
+            status=self.Status.RUNNING, stale_after__lt=now, attempts__lt=F("max_attempts")
+        )
         won = self._update(
             guard,
             **values,
@@ -352,25 +403,83 @@ class JobRecord(SignedAccess, models.Model):
             stale_after=now + timedelta(seconds=self.stall_timeout),
         )
 
-    def _finish(self, guard: Q | tuple[str, ...], status: str, **changes: Any) -> bool:
-        """The one way a job ends; a batch member's end is counted in the same
-        transaction, so its batch's counters are never behind its members."""
+    def _write(self, guard: Q | tuple[str, ...], changes: dict[str, Any]) -> bool:
+        if isinstance(guard, tuple):
+            return self._update_if_status(guard, **changes)
+        return self._update(guard, **changes)
+
+    def _write_guarded(self, guard: Q | tuple[str, ...], changes: dict[str, Any]) -> bool:
+        """``_write`` in a savepoint when inside a caller's transaction, so a refused
+        write can be followed by the minimal one."""
+        db = self._state.db or "default"
+        if not connections[db].in_atomic_block:
+            return self._write(guard, changes)
+        with transaction.atomic(using=db):
+            return self._write(guard, changes)
+
+    def _write_end(self, guard: Q | tuple[str, ...], status: str, changes: dict[str, Any]) -> bool:
         now = timezone.now()
         changes.update(status=status, finished_at=now, heartbeat_at=now)
         in_batch = self.batch_id is not None
         db = self._state.db or "default"
-        with transaction.atomic(using=db) if in_batch else nullcontext():
-            if isinstance(guard, tuple):
-                won = self._update_if_status(guard, **changes)
-            else:
-                won = self._update(guard, **changes)
+        # A savepoint inside a caller's transaction, so a refused write can be followed
+        # by the minimal one.
+        atomic = in_batch or connections[db].in_atomic_block
+        with transaction.atomic(using=db) if atomic else nullcontext():
+            won = self._write(guard, changes)
             if won and in_batch:
                 from django_jobprogress.models.batches import Batch
 
                 Batch.objects.member_finished(self.batch_id, status)
+        return won
+
+    def _finish(self, guard: Q | tuple[str, ...], status: str, **changes: Any) -> bool:
+        """The one way a job ends; a batch member's end is counted in the same
+        transaction, so its batch's counters are never behind its members.
+
+        If the database refuses the end (a value it cannot store, a lost
+        connection), a minimal end is written instead: the status (FAILED for a
+        result that could not be stored) and an error saying what was refused.
+        A job is never left RUNNING because its last values were bad.
+        """
+        _storable_error(changes)
+        won = self._write_or_fall_back(
+            lambda: self._write_end(guard, status, dict(changes)),
+            lambda exc: self._write_end(guard, *_minimal_end(status, changes, exc)),
+        )
         if won:
             self._send_on_commit(job_finished)
         return won
+
+    def _write_or_fall_back(self, write: Any, fall_back: Any) -> bool:
+        """``write()``; after a lost connection, once more on a new one; if the
+        database refused the values themselves, ``fall_back(error)``."""
+        try:
+            return write()
+        except DatabaseError as exc:
+            error = exc
+        if self._reconnect_if_broken():
+            try:
+                return write()
+            except DatabaseError as exc:
+                error = exc
+        logger.warning(
+            "job %s: its values were refused (%s), writing the minimal end", self.pk, error
+        )
+        return fall_back(error)
+
+    def _reconnect_if_broken(self) -> bool:
+        """Close a connection that an error left unusable (the next query opens a new
+        one); True if it did. Inside a transaction the caller's rollback decides."""
+        connection = connections[self._state.db or "default"]
+        if connection.in_atomic_block:
+            return False
+        if connection.connection is None:
+            return True  # a failed rollback already dropped it
+        if connection.is_usable():
+            return False
+        connection.close()
+        return True
 
     def complete(self, result: Any = None, **values: Any) -> bool:
         """RUNNING -> COMPLETED with ``result``; progress becomes 1.0."""
@@ -394,24 +503,37 @@ class JobRecord(SignedAccess, models.Model):
             **values,
         )
 
+    def _back_to_pending(self, guard: Q | tuple[str, ...], **changes: Any) -> bool:
+        """RUNNING -> PENDING for another attempt; the caller hands it off again."""
+        changes.update(
+            status=self.Status.PENDING,
+            worker_host="",
+            worker_pid=None,
+            stale_after=None,
+            progress_deadline=None,
+            handed_off_at=timezone.now(),
+        )
+        _storable_error(changes)
+
+        def minimal_retry(exc: DatabaseError) -> bool:
+            status, minimal = _minimal_end(self.Status.PENDING, changes, exc)
+            minimal.update({k: changes[k] for k in _RETRY_RESET})
+            return self._write_guarded(guard, {"status": status, **minimal})
+
+        won = self._write_or_fall_back(
+            lambda: self._write_guarded(guard, dict(changes)), minimal_retry
+        )
+        if won:
+            self._send_on_commit(job_progress)
+        return won
+
     def fail_attempt(self, error: str, traceback: str = "", **values: Any) -> bool:
-        """An attempt raised: back to PENDING for the queue's retry while attempts
-        remain, else FAILED. Returns whether this call changed the row."""
+        """An attempt raised: back to PENDING while attempts remain (the caller hands
+        it to the queue again), else FAILED. Returns whether this call changed the row."""
         if self.attempts < self.max_attempts:
-            retried = self._update_if_status(
-                (self.Status.RUNNING,),
-                status=self.Status.PENDING,
-                error=error,
-                traceback=traceback,
-                worker_host="",
-                worker_pid=None,
-                stale_after=None,
-                progress_deadline=None,
-                **values,
+            return self._back_to_pending(
+                (self.Status.RUNNING,), error=error, traceback=traceback, **values
             )
-            if retried:
-                self._send_on_commit(job_progress)
-            return retried
         return self._finish(
             (self.Status.RUNNING,),
             self.Status.FAILED,
@@ -426,12 +548,37 @@ class JobRecord(SignedAccess, models.Model):
         guard = Q(status=self.Status.RUNNING, stale_after__lt=now)
         return self._finish(guard, self.Status.FAILED, error=WORKER_LOST)
 
+    def recover_lost(self, now: datetime | None = None) -> bool:
+        """RUNNING with a stale heartbeat: back to PENDING while attempts remain (the
+        lost attempt stays counted; the caller hands it off again), else FAILED
+        "worker lost". A re-delivery that retook the job meanwhile wins instead."""
+        now = now or timezone.now()
+        guard = Q(status=self.Status.RUNNING, stale_after__lt=now)
+        if self.attempts < self.max_attempts:
+            return self._back_to_pending(
+                guard & Q(attempts__lt=F("max_attempts")), error=WORKER_LOST, traceback=""
+            )
+        return self._finish(guard, self.Status.FAILED, error=WORKER_LOST)
+
     def fail_silent(self, now: datetime | None = None) -> bool:
         """RUNNING past its progress deadline -> FAILED "no progress after N s"."""
         now = now or timezone.now()
         guard = Q(status=self.Status.RUNNING, progress_deadline__lt=now)
         error = f"no progress after {self.progress_timeout:g} s"
         return self._finish(guard, self.Status.FAILED, error=error)
+
+    def take_hand_off(self, missing_since: datetime | None) -> bool:
+        """Claim the right to hand this PENDING job to the queue again: its hand-off
+        failed (``missing_since`` None) or its message was handed off at
+        ``missing_since`` and is gone. One sweeper wins."""
+        guard = Q(status=self.Status.PENDING, handed_off_at=missing_since)
+        if missing_since is None:
+            guard = Q(status=self.Status.PENDING, handed_off_at__isnull=True)
+        return self._update(guard, handed_off_at=timezone.now())
+
+    def hand_off_failed(self) -> bool:
+        """The queue refused the job: it stays PENDING, unsent, for the sweep."""
+        return self._update(Q(status=self.Status.PENDING), handed_off_at=None)
 
     def mark_cancelled(self, **values: Any) -> bool:
         """RUNNING -> CANCELLED, after the task stopped at a checkpoint."""
@@ -477,3 +624,26 @@ class JobRecord(SignedAccess, models.Model):
         if won:
             self._send_on_commit(job_progress)
         return won
+
+
+_RETRY_RESET = ("worker_host", "worker_pid", "stale_after", "progress_deadline", "handed_off_at")
+
+
+def _storable_error(changes: dict[str, Any]) -> None:
+    """Exception text is made storable, never refused: a job must always end."""
+    for name in ("error", "traceback"):
+        if name in changes:
+            changes[name] = storable_text(str(changes[name]))
+
+
+def _minimal_end(
+    status: str, changes: dict[str, Any], exc: BaseException
+) -> tuple[str, dict[str, Any]]:
+    """The end written when the database refused the full one: nothing the job
+    reported, only the outcome and why the rest is missing."""
+    refused = "result" if status == JobRecord.Status.COMPLETED else "final values"
+    error = storable_text(f"the job's {refused} could not be stored: {type(exc).__name__}: {exc}")
+    if changes.get("error"):
+        error = f"{changes['error']} ({error})"
+    final = JobRecord.Status.FAILED if status == JobRecord.Status.COMPLETED else status
+    return final, {"error": error[:10_000], "traceback": changes.get("traceback", "")}

@@ -17,18 +17,16 @@ SIZES = ("sm", "md", "lg")
 PATHS = {"job": "jobs", "batch": "batches"}
 
 
-def _tracked(obj: Any) -> JobRecord | Batch:
-    """The JobRecord or Batch named by ``obj`` (an instance or an id)."""
+def _tracked(obj: Any) -> JobRecord | Batch | None:
+    """The JobRecord or Batch named by ``obj`` (an instance or an id), or None when
+    it names neither (an unknown id, or not an id at all: "", None, 42)."""
     if isinstance(obj, JobRecord | Batch):
         return obj
     try:
         pk = UUID(str(obj))
     except ValueError:
-        pk = None
-    found = pk and (JobRecord.objects.filter(pk=pk).first() or Batch.objects.filter(pk=pk).first())
-    if not found:
-        raise template.TemplateSyntaxError(f"progress_bar: no job or batch with id {obj!r}")
-    return found
+        return None
+    return JobRecord.objects.filter(pk=pk).first() or Batch.objects.filter(pk=pk).first()
 
 
 def batch_summary(snapshot: dict[str, Any]) -> str:
@@ -63,18 +61,21 @@ def progress_bar(
     ``size`` is sm, md or lg; ``label`` names the bar for screen readers and
     sighted users alike; ``token`` (from ``record.access_token()``) lets a
     viewer without a session follow the job. A viewer who may not see the job
-    gets a placeholder that tells nothing about it, as the JSON view answers 404.
+    gets a placeholder that tells nothing about it, as the JSON view answers 404;
+    so does every viewer when ``job`` names no job or batch (the same placeholder,
+    so a page that renders ids from its URL cannot be used to probe them).
     """
     if size not in SIZES:
         raise template.TemplateSyntaxError(
             f"progress_bar: size must be one of {', '.join(SIZES)}, got {size!r}"
         )
+    token = str(token) if token else ""  # a template may hand over anything
     record = _tracked(job)
-    kind = "batch" if isinstance(record, Batch) else "job"
     request = context.get("request")
     user = getattr(request, "user", None)
-    if not access.can_view(user, record, token or None):
+    if record is None or not access.can_view(user, record, token or None):
         return {"unavailable": True, "size": size}
+    kind = "batch" if isinstance(record, Batch) else "job"
     snapshot = record.snapshot()
     if kind == "batch":
         default_label, summary = record.name, batch_summary(snapshot)

@@ -65,8 +65,9 @@ class ZipExport(JobProgressMixin):
 
 
 class StagedImport(JobProgressMixin):
-    """laravel-job-progress: an import in three stages, each mapped into its own
-    slice of the bar with ``steps(completed, total, base, max)``.
+    """laravel-job-progress: an import in three stages, each given its own slice
+    of the bar with ``steps(completed, total, base, max)``: the slice starts at
+    ``base`` and is ``max`` wide (``base + max * completed / total``).
 
     It may be cancelled while validating and importing; from 90 % on (indexing
     the imported rows) it can no longer be stopped.
@@ -76,18 +77,18 @@ class StagedImport(JobProgressMixin):
     cancel_threshold = 0.9
 
     STAGES = (
-        # stage, rows, seconds per row, base, max
-        ("validating", 20, 0.05, 0.0, 0.2),
-        ("importing", 50, 0.08, 0.2, 0.9),
-        ("indexing", 10, 0.1, 0.9, 1.0),
+        # stage, rows, seconds per row, base, max (the stage's share of the bar)
+        ("validating", 20, 0.05, 0.0, 0.2),  # 0-20 %
+        ("importing", 50, 0.08, 0.2, 0.7),  # 20-90 %
+        ("indexing", 10, 0.1, 0.9, 0.1),  # 90-100 %
     )
 
     def run(self, pace=1.0):
-        for stage, rows, seconds, base, top in self.STAGES:
+        for stage, rows, seconds, base, share in self.STAGES:
             self.progress.stage(stage)
             for done in range(1, rows + 1):
                 time.sleep(seconds * pace)
-                self.progress.steps(done, rows, base, top)
+                self.progress.steps(done, rows, base, share)
                 self.progress.message(f"{stage}: row {done} of {rows}")
                 self.checkpoint()
         return {"imported": self.STAGES[1][1]}

@@ -64,7 +64,8 @@ USE_CASES = {
             source="laravel-job-progress",
             summary=(
                 "Validates (0-20 %), imports (20-90 %) and indexes (90-100 %) rows, each "
-                "stage reported with steps(completed, total, base, max). Cancel stops it "
+                "stage reported with steps(completed, total, base, max), where base is "
+                "where the stage starts and max its share of the bar. Cancel stops it "
                 "at its next checkpoint; from 90 % on it can no longer be cancelled, so "
                 "the button disappears."
             ),

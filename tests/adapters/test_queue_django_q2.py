@@ -1,13 +1,18 @@
 """The django-q2 adapter, run in-process (django-q2's own sync path: worker + monitor)."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ, Task
 from django_q.signing import SignedPackage
 
 from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.adapters.queue_django_q2 import RUN_JOB, DjangoQ2Queue, close_unfinished
+from django_jobprogress.execution import run_job
 from django_jobprogress.models import JobRecord
+from django_jobprogress.recovery import sweep
 from tests import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,11 +45,12 @@ def test_only_the_job_id_crosses_the_broker(django_q2):
     assert package["name"] == f"ZipExport:{record.pk}"
 
 
-def test_tasks_with_retries_stay_unacknowledged_on_failure(django_q2):
-    jobs.Flaky.enqueue(succeed_on=2)
+def test_tasks_with_retries_are_acknowledged_too(django_q2):
+    # A retry is a new hand-off of the same record, never django-q2's re-presentation.
+    record = jobs.Flaky.enqueue(succeed_on=2)
     package = SignedPackage.loads(OrmQ.objects.get().payload)
-    assert package["ack_failure"] is False
-    assert "save" not in package  # django-q2 counts the attempts on its own row
+    assert (package["ack_failure"], package["save"]) == (True, False)
+    assert record.max_attempts == jobs.Flaky.max_attempts
 
 
 def test_queue_selects_the_django_q2_cluster(django_q2):
@@ -61,26 +67,38 @@ def test_completed_through_django_q2(sync):
     assert not Task.objects.filter(id=record.queue_task_id).exists()
 
 
-def test_failure_is_recorded_and_reraised_to_django_q2(sync):
-    with pytest.raises(ValueError, match="quota"):
-        jobs.Explode.enqueue("quota")
-    record = JobRecord.objects.get()
+def test_failure_is_recorded_and_reraised_to_django_q2(django_q2):
+    record = jobs.Explode.enqueue("quota")
+    with pytest.raises(ValueError, match="quota"):  # what django-q2's worker sees
+        run_job(str(record.pk))
+    record.refresh_from_db()
     assert (record.status, record.error) == ("failed", "ValueError: quota")
     assert "Traceback" in record.traceback
 
 
-def test_broker_failure_marks_the_job_failed(django_q2, monkeypatch):
+def test_retries_run_on_the_same_record_through_django_q2(sync):
+    record = jobs.Flaky.enqueue(succeed_on=3)
+    record.refresh_from_db()
+    assert (record.status, record.attempts, record.result) == ("completed", 3, {"attempt": 3})
+    assert JobRecord.objects.count() == 1
+
+
+def test_broker_failure_leaves_the_job_pending_for_the_sweep(django_q2, monkeypatch):
     def refuse(*args, **kwargs):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr("django_q.tasks.async_task", refuse)
-    with pytest.raises(ConnectionError):
-        jobs.add.enqueue(1, 2)
-    record = JobRecord.objects.get()
-    assert (record.status, record.error) == (
-        "failed",
-        "could not enqueue: ConnectionError: broker down",
-    )
+    record = jobs.add.enqueue(1, 2)  # the caller is not failed by the broker's outage
+    record.refresh_from_db()
+    assert (record.status, record.error, record.handed_off_at) == ("pending", "", None)
+    assert list(JobRecord.objects.never_handed_off()) == [record]
+
+    monkeypatch.undo()
+    assert sweep().handed_off == 1
+    [queued] = OrmQ.objects.all()
+    assert SignedPackage.loads(queued.payload)["args"] == (str(record.pk),)
+    record.refresh_from_db()
+    assert record.handed_off_at is not None
 
 
 def test_monitor_closes_a_job_the_wrapper_could_not(django_q2):
@@ -122,17 +140,39 @@ def test_default_attempts_follow_q_cluster(settings, q_cluster, attempts):
     assert DjangoQ2Queue().default_max_attempts() == attempts
 
 
-@pytest.mark.parametrize(
-    ("q_cluster", "retries"),
-    [({"orm": "default"}, True), ({"redis": "redis://x"}, False), ({}, False)],
-)
-def test_only_brokers_that_redeliver_support_retries(settings, q_cluster, retries):
+@pytest.mark.parametrize("q_cluster", [{"orm": "default"}, {"redis": "redis://x"}, {}])
+def test_every_broker_supports_retries(settings, q_cluster):
     settings.Q_CLUSTER = q_cluster
-    assert DjangoQ2Queue().supports_retries is retries
+    assert DjangoQ2Queue().supports_retries is True
 
 
-def test_attempts_are_capped_by_q_cluster_max_attempts(settings):
+def test_q_cluster_max_attempts_does_not_cap_a_task(settings):
+    # Each attempt is its own django-q2 task, so django-q2's count never applies.
     settings.Q_CLUSTER = {"orm": "default", "max_attempts": 2}
-    assert DjangoQ2Queue().cap_attempts(5) == 2
-    settings.Q_CLUSTER = {"orm": "default"}
     assert DjangoQ2Queue().cap_attempts(5) == 5
+
+
+def test_waiting_count_counts_queued_and_taken_messages(django_q2):
+    jobs.add.enqueue(1, 2)
+    jobs.add.enqueue(3, 4)
+    assert django_q2.waiting_count("") == 2
+    OrmQ.objects.filter(pk=OrmQ.objects.order_by("pk").first().pk).update(
+        lock=timezone.now() + timedelta(seconds=60)  # taken by a worker, not acknowledged
+    )
+    assert django_q2.waiting_count("") == 2
+    assert django_q2.waiting_count("mail") == 0
+
+
+def test_each_worker_process_joins_the_sweep_but_sync_mode_does_not(django_q2, monkeypatch):
+    from django_q.signals import post_spawn
+
+    from django_jobprogress.sweeper import sweeper
+
+    started = []
+    monkeypatch.setattr(sweeper, "start", lambda: started.append(True))
+    monkeypatch.setattr(Conf, "SYNC", True)  # the "worker" is the caller's own process
+    post_spawn.send(sender="django_q", proc_name="MainProcess")
+    assert started == []
+    monkeypatch.setattr(Conf, "SYNC", False)
+    post_spawn.send(sender="django_q", proc_name="Process-1")
+    assert started == [True]

@@ -96,11 +96,78 @@ def test_user_text_is_escaped(make_user):
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
-def test_bad_size_and_unknown_id_are_named():
+def test_bad_size_is_named():
     with pytest.raises(TemplateSyntaxError, match="size must be one of sm, md, lg, got 'xl'"):
         render('{% progress_bar "00000000-0000-0000-0000-000000000000" size="xl" %}')
-    with pytest.raises(TemplateSyntaxError, match="no job or batch with id 'nope'"):
-        render('{% progress_bar "nope" %}')
+
+
+@pytest.fixture
+def batch(make_user, memory_queue):
+    from django_jobprogress.models import Batch
+    from tests import jobs
+
+    with Batch.open("weekly blast", owner=make_user()) as opened:
+        jobs.add.enqueue(1, 2, batch=opened)
+    return opened
+
+
+NOT_IDS = [
+    "00000000-0000-0000-0000-000000000000",  # well formed, names nothing
+    "not-a-uuid",
+    "0b5c6a8e-2f0a-4c61-9a59",  # cut short
+    "'; DROP TABLE jobs; --",
+    42,
+    None,
+    "",
+]
+
+
+@pytest.mark.parametrize("kind", ["job", "batch"])
+@pytest.mark.parametrize("value", NOT_IDS, ids=repr)
+def test_an_id_that_names_nothing_renders_the_placeholder(request, kind, value):
+    owned = request.getfixturevalue(kind)
+    html = render("{% progress_bar value %}", user=owned.owner, value=value)
+    # The very placeholder a viewer who may not see a real job or batch gets.
+    assert html == render("{% progress_bar owned %}", user=AnonymousUser(), owned=owned)
+    assert "not available to you" in html
+    for secret in (str(owned.pk), "/ws/", "/jp/", 'role="progressbar"', "data-action"):
+        assert secret not in html
+
+
+def test_a_missing_variable_renders_the_placeholder(job):
+    html = render("{% progress_bar no_such_variable %}", user=job.owner)
+    assert "not available to you" in html and 'role="progressbar"' not in html
+
+
+@pytest.mark.parametrize("kind", ["job", "batch"])
+def test_a_valid_id_string_or_uuid_still_renders_the_bar(request, kind):
+    owned = request.getfixturevalue(kind)
+    path = {"job": "jobs", "batch": "batches"}[kind]
+    for value in (str(owned.pk), owned.pk):
+        html = render("{% progress_bar value %}", user=owned.owner, value=value)
+        assert 'role="progressbar"' in html
+        assert f'data-ws-path="/ws/{path}/{owned.pk}/"' in html
+    # Still guarded: the id alone shows nothing to someone who may not see it.
+    html = render("{% progress_bar value %}", user=AnonymousUser(), value=str(owned.pk))
+    assert "not available to you" in html and str(owned.pk) not in html
+
+
+@pytest.mark.parametrize("token", [42, "", None, "not-a-token", "a:b:c"], ids=repr)
+def test_a_token_that_is_not_one_renders_the_placeholder(job, token):
+    html = render("{% progress_bar job token=t %}", user=AnonymousUser(), job=job, t=token)
+    assert "not available to you" in html and str(job.pk) not in html
+
+
+def test_staff_who_may_only_cancel_see_the_placeholder(job, make_user):
+    """The bar shows the job, so it needs the view permission; cancelling alone
+    does not show it (see docs/http.rst, "Who may see or cancel")."""
+    html = render(
+        "{% progress_bar job %}", user=make_user(staff=True, perms=["cancel_jobrecord"]), job=job
+    )
+    assert "not available to you" in html and str(job.pk) not in html
+    both = make_user(staff=True, perms=["view_jobrecord", "cancel_jobrecord"])
+    html = render("{% progress_bar job %}", user=both, job=job)
+    assert 'role="progressbar"' in html and 'data-action="cancel"' in html
 
 
 def test_renders_a_batch_with_its_counts(make_user, memory_queue):

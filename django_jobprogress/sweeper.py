@@ -1,0 +1,110 @@
+"""Runs the recovery sweep (``recovery.sweep``) in every django-q2 cluster, by itself.
+
+Each worker process starts one daemon thread. The threads of the workers on a
+host elect one sweeper through an OS file lock named after the project's
+database and cluster, so the sweep costs one round of queries per interval, and
+when the sweeping worker dies (killed, recycled, timed out) the kernel drops its
+lock and a waiting worker takes over. Other hosts sweep too; the transitions
+are guarded, so that is safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from django.conf import settings
+from django.db import connections
+
+from django_jobprogress import conf
+from django_jobprogress.recovery import sweep
+
+logger = logging.getLogger(__name__)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  (Windows: every worker sweeps)
+    fcntl = None
+
+
+def lock_path() -> Path:
+    """The lock file shared by the workers of this project's cluster on this host."""
+    db = settings.DATABASES.get("default", {})
+    q_cluster = getattr(settings, "Q_CLUSTER", {})
+    name = q_cluster.get("name", "") if isinstance(q_cluster, dict) else ""
+    key = f"{db.get('HOST', '')}:{db.get('PORT', '')}:{db.get('NAME', '')}:{name}"
+    digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"django-jobprogress-sweep-{digest}.lock"
+
+
+class Sweeper:
+    """The sweeping thread of one process (started again after a fork)."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._stop = threading.Event()
+        #: Set while this process is its cluster's sweeper.
+        self.elected = threading.Event()
+
+    def start(self) -> bool:
+        """Start this process's sweeper thread unless sweeping is off; idempotent."""
+        interval = conf.get("SWEEP_INTERVAL")
+        if not interval:
+            return False
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            return True
+        self._pid = os.getpid()
+        self._stop = threading.Event()
+        self.elected = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(float(interval), self._stop, self.elected),
+            name="jobprogress-sweeper",
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout)
+
+    def _run(self, interval: float, stop: threading.Event, elected: threading.Event) -> None:
+        with open(lock_path(), "a") as lock:
+            if not _wait_until_elected(lock, stop):
+                return
+            elected.set()
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    sweep()
+                except Exception:
+                    logger.warning("recovery sweep failed; next in %g s", interval, exc_info=True)
+                finally:
+                    connections.close_all()  # this thread's own connections only
+                stop.wait(max(interval - (time.monotonic() - started), 0.0))
+        elected.clear()
+
+
+def _wait_until_elected(lock: IO[str], stop: threading.Event) -> bool:
+    """Block until this process holds the sweep lock (True) or is told to stop."""
+    if fcntl is None:
+        return True
+    while not stop.is_set():
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            stop.wait(0.5)  # the holder's death frees the lock; look again soon
+    return False
+
+
+sweeper = Sweeper()
