@@ -13,6 +13,7 @@ configuration:
 ``BENCH_Q_LOG_LEVEL``      django-q2 log level (default WARNING)
 ``BENCH_CHANNEL_LAYER``    ``memory`` (default: no push) or ``redis`` (push on the broker's Redis)
 ``BENCH_PG_OPTIONS``       libpq ``options`` of PostgreSQL sessions (``-c synchronous_commit=off``)
+``BENCH_SWEEP_INTERVAL``   the cluster's ``JOBPROGRESS["SWEEP_INTERVAL"]`` (15; ``none``: off)
 """
 
 import os
@@ -89,7 +90,11 @@ _ADAPTERS = {
     "django_q2": "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue",
     "immediate": "django_jobprogress.adapters.queue_memory.ImmediateQueue",
 }
-JOBPROGRESS = {"QUEUE_ADAPTER": _ADAPTERS[os.environ.get("BENCH_ADAPTER", "django_q2")]}
+_SWEEP = os.environ.get("BENCH_SWEEP_INTERVAL", "15")
+JOBPROGRESS = {
+    "QUEUE_ADAPTER": _ADAPTERS[os.environ.get("BENCH_ADAPTER", "django_q2")],
+    "SWEEP_INTERVAL": None if _SWEEP == "none" else float(_SWEEP),
+}
 
 LOGGING = {
     "version": 1,

@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python bench/throughput.py                       # 2000 jobs, 2 workers, 3 rounds
     .venv/bin/python bench/throughput.py --conn-max-age 600 0  # also with CONN_MAX_AGE = 0
+    .venv/bin/python bench/throughput.py --sweep-interval none 15 1  # the recovery sweep's cost
 
 Each round (bare and tracked alternate) starts from an empty broker and empty
 tables, enqueues all jobs while the cluster is stopped, then starts
@@ -54,6 +55,14 @@ def parse_args() -> argparse.Namespace:
         metavar="SECONDS",
         help="CONN_MAX_AGE of the cluster; several values run the whole set once per value "
         "(e.g. --conn-max-age 600 0). Default 600 (persistent connections).",
+    )
+    parser.add_argument(
+        "--sweep-interval",
+        nargs="+",
+        default=["15"],
+        metavar="SECONDS",
+        help="JOBPROGRESS['SWEEP_INTERVAL'] of the cluster ('none' turns the sweep off); "
+        "several values run the whole set once per value, in the same run (default 15)",
     )
     parser.add_argument(
         "--db-name", default="jobprogress_bench", help="PostgreSQL database (created if missing)"
@@ -314,7 +323,7 @@ def show_round(i: int, r: dict) -> None:
         )
 
 
-def summarize(conn_max_age: int, results: list[dict]) -> None:
+def summarize(conn_max_age: int | str, results: list[dict]) -> None:
     def med(variant: str, key: str) -> float:
         return statistics.median(r[key] for r in results if r["variant"] == variant)
 
@@ -369,15 +378,17 @@ def main() -> int:
         flush=True,
     )
     for conn_max_age in args.conn_max_age:
-        print(f"\nCONN_MAX_AGE = {conn_max_age}", flush=True)
-        results = []
-        for i in range(1, args.rounds + 1):
-            for variant in ("bare", "tracked"):
-                log = log_dir / f"qcluster-cma{conn_max_age}-{i}-{variant}.log"
-                result = run_round(variant, args, conn_max_age, log)
-                results.append(result)
-                show_round(i, result)
-        summarize(conn_max_age, results)
+        for sweep in args.sweep_interval:
+            os.environ["BENCH_SWEEP_INTERVAL"] = sweep  # inherited by the cluster
+            print(f"\nCONN_MAX_AGE = {conn_max_age}, SWEEP_INTERVAL = {sweep}", flush=True)
+            results = []
+            for i in range(1, args.rounds + 1):
+                for variant in ("bare", "tracked"):
+                    log = log_dir / f"qcluster-cma{conn_max_age}-sweep{sweep}-{i}-{variant}.log"
+                    result = run_round(variant, args, conn_max_age, log)
+                    results.append(result)
+                    show_round(i, result)
+            summarize(f"{conn_max_age}, SWEEP_INTERVAL={sweep}", results)
     reset(args.redis_url)
     for log in log_dir.iterdir():  # keep only logs that say something
         if log.stat().st_size == 0:

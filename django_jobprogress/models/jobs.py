@@ -245,27 +245,14 @@ class JobRecord(SignedAccess, models.Model):
         verbose_name_plural = _("jobs")
         ordering = ["-created_at"]
         permissions = [("cancel_jobrecord", "Can cancel job")]
+        # The sweep reaches unfinished rows through the status index. No index holds
+        # stale_after or progress_deadline: every heartbeat rewrites them, and PostgreSQL
+        # updates a row in place (HOT) only while no indexed column changes.
         indexes = [
             models.Index(fields=["status", "-created_at"], name="jobprogress_status_created"),
             models.Index(fields=["task_name", "-created_at"], name="jobprogress_task_created"),
             models.Index(fields=["status", "finished_at"], name="jobprogress_status_finished"),
             models.Index(fields=["batch", "status"], name="jobprogress_batch_members"),
-            # The sweep's probes: each reads only the unfinished rows it is about.
-            models.Index(
-                fields=["stale_after"],
-                condition=Q(status="running"),
-                name="jobprogress_running_stale",
-            ),
-            models.Index(
-                fields=["progress_deadline"],
-                condition=Q(status="running", progress_deadline__isnull=False),
-                name="jobprogress_running_deadline",
-            ),
-            models.Index(
-                fields=["queue", "handed_off_at"],
-                condition=Q(status="pending"),
-                name="jobprogress_pending_handoff",
-            ),
         ]
         constraints = [
             models.UniqueConstraint(
