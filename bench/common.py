@@ -29,6 +29,18 @@ def ensure_database(name: str) -> None:
             print(f"created database {name}")
 
 
+def setup_django(db_name: str) -> None:
+    """Create the PostgreSQL database if missing, set Django up (settings from the
+    environment the script configured) and migrate."""
+    ensure_database(db_name)
+
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
 def run_per_database(databases: list[str]) -> int:
     """Run this script again once per database, each in its own process (Django's
     settings are per process), with the same options; argparse keeps the last

@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     HZ,
     cpu_snapshot,
-    ensure_database,
     machine_cpu,
+    setup_django,
     wait_until_idle,
 )
 
@@ -622,13 +622,7 @@ def reset(args: argparse.Namespace) -> None:
 def main() -> int:
     args = parse_args()
     configure(args)
-    ensure_database(args.db_name)
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    setup_django(args.db_name)
     reset(args)
 
     tmp = Path(tempfile.mkdtemp(prefix="jobprogress-push-"))

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ensure_database  # noqa: E402
+from bench.common import setup_django  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
@@ -156,13 +156,7 @@ def show(case: str, times: list[float], reports: list, statements: int) -> None:
 def main() -> int:
     args = parse_args()
     configure(args)
-    ensure_database(args.db_name)
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    setup_django(args.db_name)
 
     from datetime import timedelta
 

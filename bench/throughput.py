@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_snapshot, ensure_database, wait_until_idle  # noqa: E402
+from bench.common import cpu_snapshot, setup_django, wait_until_idle  # noqa: E402
 
 POLL = 0.02  # seconds between two counts of the saved results
 NOISY = 0.10  # a round is flagged when unrelated processes used more than this share of the CPU
@@ -361,13 +361,7 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
 def main() -> int:
     args = parse_args()
     configure(args)
-    ensure_database(args.db_name)
-
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
+    setup_django(args.db_name)
 
     log_dir = Path(tempfile.mkdtemp(prefix="jobprogress-bench-"))
     print(

@@ -238,3 +238,61 @@ def test_cancel_racing_claim_ends_in_one_consistent_state(memory_queue):
             assert run_job(str(record.pk)) is None
             assert fresh(record).status == Status.CANCELLED
             assert fresh(record).started_at is None
+
+
+# -- the recovery sweep: any number of sweepers, one outcome per job ------------------------
+
+
+def _lost_jobs(n, max_attempts):
+    records = [jobs.Flaky.enqueue(succeed_on=9) for _ in range(n)]
+    JobRecord.objects.filter(pk__in=[r.pk for r in records]).update(max_attempts=max_attempts)
+    for record in records:
+        assert JobRecord.objects.claim(record.pk, host="lost", pid=1) is not None
+    JobRecord.objects.filter(pk__in=[r.pk for r in records]).update(
+        stale_after=records[0].created_at.replace(year=2000)
+    )
+    return records
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3], ids=["no-attempt-left", "attempts-left"])
+def test_four_sweepers_at_once_close_or_rescue_each_lost_job_once(memory_queue, max_attempts):
+    from django_jobprogress.recovery import sweep
+
+    records = _lost_jobs(20, max_attempts)
+    memory_queue.clear()
+
+    reports = [value for _, value in race(*[sweep] * 4)]
+
+    rescued = sum(r.rescued for r in reports)
+    failed = sum(r.failed_lost for r in reports)
+    if max_attempts == 1:
+        assert (rescued, failed) == (0, 20)
+        assert memory_queue.queued == []
+    else:
+        assert (rescued, failed) == (20, 0)
+        assert sorted(memory_queue.queued) == sorted(str(r.pk) for r in records)  # once each
+    assert {fresh(r).attempts for r in records} == {1}
+
+
+def test_the_sweep_and_a_redelivery_racing_for_a_lost_job_give_one_outcome(memory_queue):
+    for _ in range(ROUNDS):
+        [record] = _lost_jobs(1, 3)
+        memory_queue.clear()
+        sweeper_view, worker_view = fresh(record), fresh(record)
+
+        outcomes = race(
+            partial(sweeper_view.recover_lost),
+            partial(JobRecord.objects.claim, worker_view.pk, host="new", pid=2),
+        )
+
+        rescued, retaken = outcomes[0][1], outcomes[1][1] is not None
+        assert [kind for kind, _ in outcomes] == ["ok", "ok"], outcomes
+        stored = fresh(record)
+        if rescued:  # the sweep won: the redelivery found the row pending and claimed it
+            assert (stored.status, stored.attempts, stored.worker_host) in {
+                ("running", 2, "new"),
+                ("pending", 1, ""),
+            }
+        else:  # the redelivery retook it first: the sweep's guarded rescue lost
+            assert retaken and (stored.status, stored.attempts) == ("running", 2)
+        assert stored.attempts <= stored.max_attempts

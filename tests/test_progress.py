@@ -7,6 +7,7 @@ from django_jobprogress.exceptions import JobCancelled, JobNotRunning
 from django_jobprogress.models import JobRecord
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_progress
+from tests.test_validation import BIG, nested
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -297,15 +298,6 @@ def test_progress_call_raises_once_the_job_was_closed_outside(handle):
 
 
 # -- values the databases cannot store ------------------------------------------------
-
-BIG = 2**63
-
-
-def nested(depth, leaf=0):
-    value = leaf
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 def row_state(progress):

@@ -66,7 +66,10 @@ def pytest_terminal_summary(terminalreporter):
             f"{o.scenario:58} {o.jobs:>5} {o.stuck:>5} {o.beyond_attempts:>6} {o.lost:>5} "
             f"{recovery:>9}"
         )
-    write(f"(recovery goal: STALL_TIMEOUT + SWEEP_INTERVAL = {RECOVERY_GOAL:g} s)")
+    write(
+        f"(recovery goal: STALL_TIMEOUT + SWEEP_INTERVAL = {RECOVERY_GOAL:g} s for lost "
+        "workers, REDELIVER_AFTER + SWEEP_INTERVAL for lost messages: the same here)"
+    )
     path = os.environ.get("JOBPROGRESS_FAULT_REPORT")
     if path:
         with open(path, "a") as out:
