@@ -1,8 +1,11 @@
 """Visible, controllable background jobs for Django."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django_jobprogress.exceptions import JobCancelled, JobNotRunning
+
+if TYPE_CHECKING:  # type checkers see the real names; at run time they load lazily
+    from django_jobprogress.tasks import JobProgressMixin, progress_task
 
 __all__ = ["JobCancelled", "JobNotRunning", "JobProgressMixin", "progress_task"]
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
@@ -10,9 +10,17 @@ from django.utils.translation import ngettext
 
 from django_jobprogress.models import Batch, JobRecord
 
+if TYPE_CHECKING:  # Django's admin classes take type arguments only in the stubs
+    JobAdminBase = admin.ModelAdmin[JobRecord]
+    MemberInlineBase = admin.TabularInline[JobRecord, Batch]
+    BatchAdminBase = admin.ModelAdmin[Batch]
+else:
+    JobAdminBase = BatchAdminBase = admin.ModelAdmin
+    MemberInlineBase = admin.TabularInline
+
 
 @admin.register(JobRecord)
-class JobRecordAdmin(admin.ModelAdmin):
+class JobRecordAdmin(JobAdminBase):
     list_display = ("task_name", "status", "progress_percent", "stage", "owner", "created_at")
     list_filter = ("status", "task_name", "queue", "batch")
     search_fields = ("=id", "task_name", "key", "stage", "message", "error")
@@ -49,7 +57,7 @@ class JobRecordAdmin(admin.ModelAdmin):
         )
 
 
-class MemberInline(admin.TabularInline):
+class MemberInline(MemberInlineBase):
     model = JobRecord
     fields = ("task_name", "status", "progress", "stage", "error", "finished_at")
     readonly_fields = fields
@@ -60,7 +68,7 @@ class MemberInline(admin.TabularInline):
 
 
 @admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(BatchAdminBase):
     list_display = ("name", "status", "total", "succeeded", "failed", "cancelled", "created_at")
     list_filter = ("status",)
     search_fields = ("=id", "name")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.apps import apps
 from django.core import checks
 
 from django_jobprogress import conf
@@ -97,19 +96,6 @@ def _check_intervals() -> list[checks.CheckMessage]:
             )
         ]
     return []
-
-
-@checks.register()
-def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    return [
-        checks.Error(
-            f"{app!r} must be in INSTALLED_APPS to use django_jobprogress.",
-            hint=f"Add {app!r} to INSTALLED_APPS before 'django_jobprogress'.",
-            id=check_id,
-        )
-        for app, check_id in (("django_q", "jobprogress.E007"), ("channels", "jobprogress.E008"))
-        if not apps.is_installed(app)
-    ]
 
 
 @checks.register()

@@ -72,7 +72,3 @@ def get(name: str) -> Any:
 def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == "JOBPROGRESS":
         get_settings.cache_clear()
-        from django_jobprogress.adapters import get_push_adapter, get_queue_adapter
-
-        get_queue_adapter.cache_clear()
-        get_push_adapter.cache_clear()

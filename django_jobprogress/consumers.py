@@ -1,13 +1,18 @@
 """The WebSocket consumer and the per-process hub that feeds it.
 
-Sockets do not join channel-layer groups one by one: each server process keeps
-one ``ProgressHub`` per event loop, which subscribes once per watched group
-and fans each update out to its local sockets, serialising the JSON once. So a
-thousand sockets on one job cost one group membership, not a thousand, and a
-mass connect or disconnect makes one layer call per job, not one per socket.
+Sockets do not subscribe one by one: each server process keeps one
+``ProgressHub`` per event loop, which subscribes once per watched group through
+the push adapter's watch half (``PushAdapter.open_watch``) and fans each update
+out to its local sockets, serialising the JSON once. So a thousand sockets on
+one job cost one subscription, not a thousand, and a mass connect or disconnect
+makes one call to the adapter per job, not one per socket.
 
-Without a cross-process channel layer (the embedded default), the hub re-reads
-each watched job from the database every ``WATCH_INTERVAL`` seconds instead.
+When the adapter's snapshots cannot be heard here (the embedded default: no
+cross-process channel layer), the hub re-reads each watched job from the
+database every ``WATCH_INTERVAL`` seconds instead. That database watch stays
+in the hub, not behind the port: it is also how the hub resyncs in push mode
+and how it watches a group whose subscription failed, and it reads the
+models, which no adapter needs to know.
 """
 
 from __future__ import annotations
@@ -22,11 +27,10 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 
 from django_jobprogress import access, conf
 from django_jobprogress.adapters import get_push_adapter
-from django_jobprogress.adapters.push_channels import MESSAGE_TYPE
+from django_jobprogress.adapters.base import PushAdapter, PushWatch
 from django_jobprogress.groups import batch_group, job_group
 from django_jobprogress.models import Batch, JobRecord
 
@@ -49,15 +53,14 @@ def _is_newer(snapshot: dict[str, Any], than: dict[str, Any] | None) -> bool:
     return {**snapshot, "eta_seconds": None} != {**than, "eta_seconds": None}
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]  # channels: no types
 def load_snapshot(model: Any, pk: Any) -> dict[str, Any] | None:
     obj = model.objects.filter(pk=pk).first()
     return obj.snapshot() if obj is not None else None
 
 
-def updates_are_pushed() -> bool:
-    """Whether jobs publish their snapshots to a layer this process can hear."""
-    adapter = get_push_adapter()
+def updates_are_pushed(adapter: PushAdapter) -> bool:
+    """Whether jobs publish their snapshots where this process can hear them."""
     return adapter.crosses_processes and adapter.enabled
 
 
@@ -66,20 +69,20 @@ class ProgressHub:
 
     def __init__(self) -> None:
         self.watchers: dict[str, set[ProgressConsumer]] = {}
-        self._layer: Any = None
-        self._channel: str | None = None
-        self._receiver: asyncio.Task | None = None
-        self._pollers: dict[str, asyncio.Task] = {}
-        self._subscribed: set[str] = set()
+        self._watch: PushWatch | None = None  # the watch new groups join
+        self._watch_adapter: PushAdapter | None = None  # the adapter that opened it
+        self._receivers: dict[PushWatch, asyncio.Task[None]] = {}  # every open watch
+        self._subscribed: dict[str, PushWatch] = {}  # group -> the watch it is heard on
+        self._pollers: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
 
     async def join(self, group: str, consumer: ProgressConsumer, load: Any) -> None:
         """Watch ``group`` for ``consumer``; ``load()`` re-reads the snapshot.
 
-        Pushed updates come through the channel layer when jobs publish to one that
-        crosses processes; the database is then re-read only now and then, to catch
-        a push that was lost. Otherwise (or if the layer does not answer in time)
-        the database is re-read every ``WATCH_INTERVAL``.
+        Pushed updates come through the push adapter's watch when jobs publish where
+        this process can hear them; the database is then re-read only now and then,
+        to catch a push that was lost. Otherwise (no watch, or the adapter does not
+        answer in time) the database is re-read every ``WATCH_INTERVAL``.
         """
         async with self._lock:
             first = group not in self.watchers
@@ -87,27 +90,35 @@ class ProgressHub:
             if not first:
                 return
             interval = conf.get("WATCH_INTERVAL")
-            if updates_are_pushed():
+            adapter = get_push_adapter()
+            if updates_are_pushed(adapter):
                 try:
-                    await asyncio.wait_for(self._subscribe(group), conf.get("PUSH_TIMEOUT"))
-                    interval = max(interval, RESYNC_INTERVAL)
+                    timeout = conf.get("PUSH_TIMEOUT")
+                    if await asyncio.wait_for(self._subscribe(adapter, group), timeout):
+                        interval = max(interval, RESYNC_INTERVAL)
                 except Exception:
                     logger.warning(
-                        "channel layer unavailable; watching %s in the database",
+                        "push adapter unavailable; watching %s in the database",
                         group,
                         exc_info=True,
                     )
             self._pollers[group] = asyncio.ensure_future(self._poll_forever(group, load, interval))
-            self._drop_channel_if_unused()
+            await self._close_unused_watches()
 
-    async def _subscribe(self, group: str) -> None:
-        layer = get_channel_layer(conf.get("CHANNEL_LAYER"))
-        if self._channel is None or layer is not self._layer:
-            channel = await layer.new_channel("jobprogress.")
-            self._layer, self._channel = layer, channel
-            self._receiver = asyncio.ensure_future(self._receive_forever(layer))
-        await layer.group_add(group, self._channel)
-        self._subscribed.add(group)
+    async def _subscribe(self, adapter: PushAdapter, group: str) -> bool:
+        """Subscribe ``group`` on the hub's watch, opened first if need be; False if
+        the adapter gives no watch."""
+        if self._watch is None or self._watch_adapter is not adapter:
+            # None, or opened on an adapter since replaced (settings changed): groups
+            # already heard on an old watch stay on it until they are left.
+            watch = await adapter.open_watch()
+            if watch is None:
+                return False
+            self._watch, self._watch_adapter = watch, adapter
+            self._receivers[watch] = asyncio.ensure_future(self._receive_forever(watch))
+        await self._watch.subscribe(group)
+        self._subscribed[group] = self._watch
+        return True
 
     async def leave(self, group: str, consumer: ProgressConsumer) -> None:
         async with self._lock:
@@ -121,45 +132,55 @@ class ProgressHub:
             poller = self._pollers.pop(group, None)
             if poller is not None:
                 poller.cancel()
-            if group in self._subscribed:
-                self._subscribed.discard(group)
+            watch = self._subscribed.pop(group, None)
+            if watch is not None:
                 try:
-                    await asyncio.wait_for(
-                        self._layer.group_discard(group, self._channel), conf.get("PUSH_TIMEOUT")
-                    )
+                    await asyncio.wait_for(watch.unsubscribe(group), conf.get("PUSH_TIMEOUT"))
                 except Exception:
                     logger.warning("could not leave group %s", group, exc_info=True)
-            self._drop_channel_if_unused()
+            await self._close_unused_watches()
 
-    def _drop_channel_if_unused(self) -> None:
-        """No group is heard through the layer (idle, or all watched in the database
-        after a failed subscribe): drop the hub's channel, so nothing stays subscribed
-        and no receive loop keeps retrying against a dead server."""
-        if not self._subscribed and self._receiver is not None:
-            self._receiver.cancel()
-            self._receiver, self._channel, self._layer = None, None, None
+    async def _close_unused_watches(self) -> None:
+        """Close each watch no group is heard on (idle, or all watched in the database
+        after a failed subscribe), so nothing stays subscribed and no receive loop
+        keeps retrying against a dead server."""
+        in_use = set(self._subscribed.values())
+        for watch in [w for w in self._receivers if w not in in_use]:
+            receiver = self._receivers.pop(watch)
+            # A receiver that is delivering the final snapshot of its last group got
+            # here through its socket's leave(): it stops once that delivery is done.
+            if receiver is not asyncio.current_task():
+                receiver.cancel()
+            if watch is self._watch:
+                self._watch, self._watch_adapter = None, None
+            try:
+                await asyncio.wait_for(watch.close(), conf.get("PUSH_TIMEOUT"))
+            except Exception:
+                logger.warning("could not close a push watch", exc_info=True)
 
-    async def _receive_forever(self, layer: Any) -> None:
-        # channels-redis's core layer blocks 5 s in BZPOPMIN, and redis-py 8 gives up
-        # reading after its default socket_timeout of 5 s: an idle receive() raises
-        # TimeoutError every ~5 s. Retrying at once keeps that from delaying the next
-        # update by the back-off (it was 1 s) or filling the log.
-        channel = self._channel
+    async def _receive_forever(self, watch: PushWatch) -> None:
+        # A single failure is retried at once: an idle watch may fail routinely
+        # (ChannelsPush on channels-redis's core layer times out every ~5 s, see its
+        # receive()), and a back-off would delay the next update or fill the log.
         failures = 0
         while True:
             try:
-                message = await layer.receive(channel)
+                group, snapshot = await watch.receive()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 failures += 1
-                if failures > 1:  # a single failure is retried at once (see above)
-                    logger.warning("channel layer receive failed; retrying", exc_info=True)
+                if failures > 1:
+                    logger.warning("push watch receive failed; retrying", exc_info=True)
                     await asyncio.sleep(min(0.1 * failures, 1.0))
                 continue
             failures = 0
-            if message.get("type") == MESSAGE_TYPE:
-                await self.deliver(message["group"], message["snapshot"])
+            await self.deliver(group, snapshot)
+            if watch not in self._receivers and (task := asyncio.current_task()) is not None:
+                # Closed while delivering (see _close_unused_watches): be cancelled in
+                # the next receive(), as every closed watch's receiver is, so the watch
+                # lets go there (channels-redis's pub/sub layer drops a channel so).
+                task.cancel()
 
     async def _poll_forever(self, group: str, load: Any, interval: float) -> None:
         while True:
@@ -199,7 +220,7 @@ def get_hub() -> ProgressHub:
     return hub
 
 
-class ProgressConsumer(AsyncWebsocketConsumer):
+class ProgressConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels: no types
     """Base of the job and batch sockets: the snapshot on connect, then every update.
 
     Authorised like the JSON views (owner, staff with the view permission, or
@@ -207,7 +228,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
     The socket is closed (1000) after the final snapshot.
     """
 
-    # The hub talks to the channel layer; sockets need no channel of their own.
+    # The hub talks to the push adapter; sockets need no channel-layer channel.
     channel_layer_alias = "__jobprogress_hub_only__"
 
     model: Any = None
@@ -254,7 +275,7 @@ class ProgressConsumer(AsyncWebsocketConsumer):
             await get_hub().leave(group, self)  # nothing more will come: stop watching now
             await self.close(code=1000)
 
-    @database_sync_to_async
+    @database_sync_to_async  # type: ignore[untyped-decorator]  # channels: no types
     def _authorised(self, raw_id: Any) -> Any:
         try:
             pk = UUID(str(raw_id))

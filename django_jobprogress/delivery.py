@@ -14,7 +14,7 @@ from django_jobprogress.adapters import get_queue_adapter
 
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
-    from django_jobprogress.tasks import TaskOptions
+    from django_jobprogress.options import TaskOptions
 
 logger = logging.getLogger(__name__)
 

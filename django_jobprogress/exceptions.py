@@ -1,5 +1,7 @@
 """Exceptions raised to task code and to callers."""
 
+from typing import Any
+
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -14,7 +16,7 @@ class JobNotRunning(Exception):
 class DuplicateJob(Exception):
     """An unfinished job with the same task and key exists (``enqueue(on_conflict="raise")``)."""
 
-    def __init__(self, existing):
+    def __init__(self, existing: Any) -> None:
         self.existing = existing
         super().__init__(
             f"job {existing.pk} for task {existing.task_name!r} with key {existing.key!r} "

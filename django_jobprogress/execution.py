@@ -11,9 +11,9 @@ from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.delivery import hand_off
 from django_jobprogress.exceptions import JobCancelled, UnstorableError
+from django_jobprogress.jobrun import JobRun
 from django_jobprogress.models import JobRecord
-from django_jobprogress.progress import Progress
-from django_jobprogress.tasks import resolve_task
+from django_jobprogress.registry import resolve_task
 from django_jobprogress.ticker import ticker
 from django_jobprogress.validation import storable_text
 
@@ -45,23 +45,23 @@ def run_job(job_id: str) -> Any:
     except Exception as exc:
         record.fail(f"{type(exc).__name__}: {exc}")
         raise
-    progress = Progress(
+    run = JobRun(
         record,
         throttle=options.effective_throttle(),
         # A few heartbeats must fit in the job's own stall timeout.
         heartbeat_interval=min(conf.get("HEARTBEAT_INTERVAL"), record.stall_timeout / 3),
     )
-    with ticker.watching(progress):
+    with ticker.watching(run):
         try:
-            result = task.perform(record, progress)
-            progress.close_completed(result)
+            result = task.perform(record, run.progress)
+            run.close_completed(result)
         except JobCancelled:
-            progress.close_cancelled()
+            run.close_cancelled()
             return None
         except KeyboardInterrupt:
             raise  # the worker is going down; the sweep rescues the job
         except BaseException as exc:
-            progress.close_failed(exc)
+            run.close_failed(exc)
             _reraise_storable(exc)
             raise
         finally:

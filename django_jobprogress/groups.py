@@ -1,7 +1,8 @@
-"""Channels group names, derived from ids in this one place.
+"""The push port's group names, derived from ids in this one place (with
+``ChannelsPush`` they are Channels group names).
 
-Group names may hold only ASCII letters, digits, ``-``, ``_`` and ``.``, and
-must be shorter than 100 characters: a UUID's hex form keeps them safe.
+Channels allows group names of only ASCII letters, digits, ``-``, ``_`` and
+``.``, shorter than 100 characters: a UUID's hex form keeps them safe.
 """
 
 from uuid import UUID

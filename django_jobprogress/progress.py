@@ -2,8 +2,9 @@
 
 Calls change in-memory state; writes are coalesced to at most one per
 ``throttle`` seconds, except a change of stage or total and every terminal
-transition, which are written at once. The ticker makes the trailing write,
-so the last value is never lost.
+transition, which are written at once. What the run wrapper and the ticker do
+with a running job (its outcome, the trailing write, heartbeats, the progress
+timeout) is ``jobrun.JobRun``'s, not the handle's.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import math
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from django_jobprogress.exceptions import JobCancelled, JobNotRunning
+from django_jobprogress.models import JobRecord
 
 # The validators live in ``validation``; they stay importable from here too.
 from django_jobprogress.validation import (
@@ -26,9 +29,6 @@ from django_jobprogress.validation import (
     describe_error,
     storable_text,
 )
-
-if TYPE_CHECKING:
-    from django_jobprogress.models import JobRecord
 
 __all__ = [
     "Progress",
@@ -45,17 +45,9 @@ _monotonic = time.monotonic
 class Progress:
     """Reports a running job's progress, stage, message, fields and outcome."""
 
-    def __init__(
-        self,
-        record: JobRecord,
-        *,
-        throttle: float,
-        heartbeat_interval: float,
-    ) -> None:
+    def __init__(self, record: JobRecord, *, throttle: float) -> None:
         self.record = record
         self._throttle = throttle
-        self._heartbeat_interval = heartbeat_interval
-        self._progress_timeout = record.progress_timeout
         self._lock = threading.Lock()
         self._fraction = record.progress
         self._current = record.current
@@ -65,10 +57,8 @@ class Progress:
         self._message = record.message
         self._fields = dict(record.fields)
         self._dirty = False
-        now = _monotonic()
         self._last_write = -math.inf
-        self._last_beat = now
-        self._last_report = now
+        self._last_report = _monotonic()
         self._last_check = -math.inf
         self._closed: str | None = None
         self.cancel_requested = record.cancel_requested_at is not None
@@ -154,7 +144,7 @@ class Progress:
         now = _monotonic()
         self._last_report = now
         if now - self._last_write >= self._throttle:
-            self.flush()
+            self._flush()
 
     def decrement(self, n: int = 1) -> None:
         """Count ``n`` items as not done after all."""
@@ -202,7 +192,7 @@ class Progress:
     def complete(self, result: Any = None) -> None:
         """End the job COMPLETED with ``result`` (JSON) now."""
         check_json("result", result)
-        self._close("completed", lambda values: self.record.complete(result, **values))
+        self._end("completed", lambda values: self.record.complete(result, **values))
 
     def fail(self, error: BaseException | str) -> None:
         """End the job FAILED with ``error`` now."""
@@ -210,7 +200,7 @@ class Progress:
         if isinstance(error, BaseException) and error.__traceback__ is not None:
             tb = "".join(traceback.format_exception(error))
         text, tb = describe_error(error), storable_text(tb)
-        self._close("failed", lambda values: self.record.fail(text, tb, **values))
+        self._end("failed", lambda values: self.record.fail(text, tb, **values))
 
     def checkpoint(self) -> None:
         """Raise ``JobCancelled`` if a cancel was requested and the job may still be
@@ -228,14 +218,14 @@ class Progress:
             self.cancel_requested = False
             record.decline_cancel()
 
-    # -- writing ---------------------------------------------------------------
+    # -- writing: ``jobrun.JobRun`` drives these for the run wrapper and the ticker --
 
     def _changed(self, force: bool = False) -> None:
         self._dirty = True
         now = _monotonic()
         self._last_report = now
         if force or now - self._last_write >= self._throttle:
-            self.flush()
+            self._flush()
 
     def _values(self) -> dict[str, Any]:
         return {
@@ -247,13 +237,13 @@ class Progress:
             "fields": dict(self._fields),
         }
 
-    def flush(self) -> None:
-        """Write pending changes now (the ticker calls this for the trailing write)."""
+    def _flush(self) -> None:
+        """Write pending changes now; a write refreshes the heartbeat too."""
         with self._lock:
             if not self._dirty or self._closed is not None:
                 return
             self._dirty = False
-            self._last_write = self._last_beat = _monotonic()
+            self._last_write = _monotonic()
             self.writes += 1
             won = self.record.save_progress(self._values())
         if not won:
@@ -263,8 +253,6 @@ class Progress:
             self._raise_if_closed()
 
     def _refresh_control(self) -> None:
-        from django_jobprogress.models import JobRecord
-
         row = (
             JobRecord._base_manager.filter(pk=self.record.pk)
             .values("status", "error", "cancel_requested_at")
@@ -282,7 +270,11 @@ class Progress:
         if self._closed is not None:
             raise JobNotRunning(self._closed)
 
-    def _close(self, outcome: str, transition: Any) -> bool:
+    def _mark_closed(self, reason: str) -> None:
+        """The job was ended outside the handle: every later call raises ``reason``."""
+        self._closed = reason
+
+    def _end(self, outcome: str, transition: Callable[[dict[str, Any]], bool]) -> bool:
         """Run a terminal transition with the final values; later calls raise."""
         self._raise_if_closed()
         with self._lock:
@@ -291,53 +283,3 @@ class Progress:
             won = transition(self._values())
             self._closed = f"job {self.record.pk} is {outcome}"
         return won
-
-    # -- used by the run wrapper and the ticker ----------------------------------
-
-    def close_completed(self, result: Any) -> bool:
-        if self.closed:
-            return False
-        try:
-            check_json("return value", result)
-        except (TypeError, ValueError) as exc:
-            # Not storable is a wrong type of result, whatever the check found.
-            error = exc if isinstance(exc, TypeError) else TypeError(str(exc))
-            self.close_failed(error)
-            raise error from None
-        return self._close("completed", lambda values: self.record.complete(result, **values))
-
-    def close_failed(self, exc: BaseException) -> bool:
-        if self.closed:
-            return False
-        text = describe_error(exc)
-        tb = "".join(traceback.format_exception(exc))
-        return self._close("failed", lambda values: self.record.fail_attempt(text, tb, **values))
-
-    def close_cancelled(self) -> bool:
-        if self.closed:
-            return False
-        return self._close("cancelled", lambda values: self.record.mark_cancelled(**values))
-
-    def tick_interval(self) -> float:
-        candidates = [self._heartbeat_interval]
-        if self._throttle > 0:
-            candidates.append(self._throttle)
-        if self._progress_timeout:
-            candidates.append(self._progress_timeout / 4)
-        return min(max(min(candidates), 0.02), 1.0)
-
-    def tick(self, now: float) -> None:
-        """Called by the ticker thread: progress timeout, trailing write, heartbeat."""
-        if self._closed is not None:
-            return
-        timeout = self._progress_timeout
-        if timeout and now - self._last_report >= timeout:
-            if self.record.fail_silent():
-                self._closed = f"job {self.record.pk} is failed: no progress after {timeout:g} s"
-            return
-        if self._dirty and now - self._last_write >= self._throttle:
-            self.flush()
-        elif now - self._last_beat >= self._heartbeat_interval:
-            self._last_beat = now
-            if not self.record.beat():
-                self._refresh_control()

@@ -32,7 +32,7 @@ from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.delivery import hand_off
 from django_jobprogress.models import JobRecord
-from django_jobprogress.tasks import resolve_task
+from django_jobprogress.registry import resolve_task
 
 logger = logging.getLogger(__name__)
 

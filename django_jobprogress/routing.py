@@ -13,6 +13,8 @@ module after Django is set up (it loads the consumers and models)::
     from django_jobprogress.routing import application  # noqa: E402
 """
 
+from typing import Any
+
 from django.urls import path
 
 from django_jobprogress.consumers import BatchProgressConsumer, JobProgressConsumer
@@ -23,7 +25,7 @@ websocket_urlpatterns = [
 ]
 
 
-def build_application():
+def build_application() -> Any:
     """HTTP through Django, WebSockets (with sessions and auth) through our routes."""
     from channels.auth import AuthMiddlewareStack
     from channels.routing import ProtocolTypeRouter, URLRouter
@@ -41,7 +43,7 @@ def build_application():
     )
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name == "application":
         return build_application()
     raise AttributeError(name)

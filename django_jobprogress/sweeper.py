@@ -29,8 +29,10 @@ logger = logging.getLogger(__name__)
 
 try:
     import fcntl
+
+    HAS_FLOCK = True
 except ImportError:  # pragma: no cover  (Windows: every worker sweeps)
-    fcntl = None
+    HAS_FLOCK = False
 
 
 def lock_path() -> Path:
@@ -96,7 +98,7 @@ class Sweeper:
 
 def _wait_until_elected(lock: IO[str], stop: threading.Event) -> bool:
     """Block until this process holds the sweep lock (True) or is told to stop."""
-    if fcntl is None:
+    if not HAS_FLOCK:
         return True
     while not stop.is_set():
         try:

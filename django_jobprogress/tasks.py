@@ -1,92 +1,45 @@
-"""The task API: ``JobProgressMixin`` (class form) and ``@progress_task`` (function form).
+"""The task API: ``JobProgressMixin`` and ``@progress_task``, which makes a function one.
 
-Both forms are found again in the worker by their dotted name, so define them
-at module level. Enqueueing writes a PENDING ``JobRecord`` and, once that row
-is committed, hands only its id to the queue adapter.
+Either way a task is a ``JobProgressMixin`` subclass (``@progress_task`` builds
+one around the function), so both forms share ``enqueue()``, ``perform()`` and
+``TaskOptions``, and both are a ``registry.ProgressTask``. The worker finds a
+task again by its dotted name, so define tasks at module level. Enqueueing
+writes a PENDING ``JobRecord`` and, once that row is committed, hands only its
+id to the queue adapter.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.db import transaction
 from django.utils.module_loading import import_string
 
-from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.delivery import hand_off
 from django_jobprogress.exceptions import JobProgressConfigurationError
 from django_jobprogress.models import Batch, JobRecord
-from django_jobprogress.progress import Progress
-from django_jobprogress.validation import (
-    check_fraction,
-    check_json,
-    check_owner,
-    check_text,
-    shown,
-)
+from django_jobprogress.options import TaskOptions
+from django_jobprogress.registry import ProgressTask, resolve_task
+from django_jobprogress.validation import check_json, check_owner, check_text, shown
+
+if TYPE_CHECKING:
+    from django_jobprogress.adapters.base import QueueAdapter
+    from django_jobprogress.progress import Progress
+
+__all__ = [
+    "JobContext",
+    "JobProgressMixin",
+    "ProgressTask",
+    "TaskOptions",
+    "enqueue",
+    "progress_task",
+    "resolve_task",
+]
 
 ON_CONFLICT_CHOICES = ("return", "raise")
-
-
-def _seconds(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite, non-negative number of seconds, got {value!r}")
-
-
-@dataclass(frozen=True)
-class TaskOptions:
-    """How a progress task runs; every value is checked when the task is defined
-    (the decorator call, or the class statement of a ``JobProgressMixin`` subclass)."""
-
-    queue: str | None = None
-    cancellable: bool = True
-    cancel_threshold: float = 1.0
-    throttle: float | None = None
-    stall_timeout: float | None = None
-    progress_timeout: float | None = None
-    max_attempts: int | None = None
-    timeout: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.queue is not None and not isinstance(self.queue, str):
-            raise TypeError(f"queue must be a string, got {self.queue!r}")
-        if not isinstance(self.cancellable, bool):
-            raise TypeError(f"cancellable must be True or False, got {self.cancellable!r}")
-        check_fraction("cancel_threshold", self.cancel_threshold)
-        for name in ("throttle", "stall_timeout", "progress_timeout"):
-            _seconds(name, getattr(self, name))
-        if self.timeout is not None and (
-            isinstance(self.timeout, bool) or not isinstance(self.timeout, int) or self.timeout < 1
-        ):
-            # django-q2 arms signal.alarm(), which takes whole seconds.
-            raise ValueError(
-                f"timeout must be a whole number of seconds >= 1, got {self.timeout!r}"
-            )
-        if self.max_attempts is not None and (
-            isinstance(self.max_attempts, bool)
-            or not isinstance(self.max_attempts, int)
-            or self.max_attempts < 1
-        ):
-            raise ValueError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-    def effective_throttle(self) -> float:
-        return conf.get("THROTTLE") if self.throttle is None else self.throttle
-
-    def effective_stall_timeout(self) -> float:
-        return conf.get("STALL_TIMEOUT") if self.stall_timeout is None else self.stall_timeout
 
 
 class JobContext:
@@ -147,7 +100,7 @@ class JobProgressMixin(JobContext):
         key: str | None = None,
         queue: str | None = None,
         on_conflict: str = "return",
-        batch: Any = None,
+        batch: Batch | None = None,
         **kwargs: Any,
     ) -> JobRecord:
         """Start the task in a worker; returns its PENDING ``JobRecord``.
@@ -160,78 +113,64 @@ class JobProgressMixin(JobContext):
 
     @classmethod
     def perform(cls, record: JobRecord, progress: Progress) -> Any:
-        instance = cls()
+        """Run ``run(*args, **kwargs)`` of ``record`` on a new instance bound to it."""
+        # type.__call__, not cls(): calling a function task calls its function.
+        instance = type.__call__(cls)
         instance._bind(record, progress)
         return instance.run(*record.args, **record.kwargs)
 
 
-class ProgressTask:
-    """A function made into a progress task by ``@progress_task``."""
+class _FunctionTaskType(type):
+    """The type of a task made by ``@progress_task``: calling it calls the function."""
 
-    def __init__(self, func: Callable[..., Any], options: TaskOptions) -> None:
-        self.func = func
-        self.options = options
-        functools.update_wrapper(self, func)
+    __wrapped__: Callable[..., Any]
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly (no record): ``job`` is the first argument."""
-        return self.func(*args, **kwargs)
+        return cls.__wrapped__(*args, **kwargs)
 
-    def get_task_name(self) -> str:
-        return f"{self.func.__module__}.{self.func.__qualname__}"
+    def __repr__(cls) -> str:
+        return f"<progress task {cls.__module__}.{cls.__qualname__}>"
 
-    def get_options(self) -> TaskOptions:
-        return self.options
 
-    def enqueue(
-        self,
-        *args: Any,
-        owner: Any = None,
-        key: str | None = None,
-        queue: str | None = None,
-        on_conflict: str = "return",
-        batch: Any = None,
-        **kwargs: Any,
-    ) -> JobRecord:
-        """Start the task in a worker; returns its PENDING ``JobRecord``.
+def _function_task(func: Callable[..., Any], options: TaskOptions) -> type[JobProgressMixin]:
+    """A ``JobProgressMixin`` subclass named as ``func`` whose ``run`` calls ``func``
+    with the instance (the job context) first."""
 
-        ``owner`` may watch and cancel it; ``key`` allows one unfinished job per key;
-        ``batch`` (from ``Batch.open``) makes it a member of that batch.
-        """
-        options = dict(owner=owner, key=key, queue=queue, on_conflict=on_conflict, batch=batch)
-        return enqueue(self, args, kwargs, **options)
+    def run(self: JobProgressMixin, *args: Any, **kwargs: Any) -> Any:
+        return func(self, *args, **kwargs)
 
-    def perform(self, record: JobRecord, progress: Progress) -> Any:
-        context = JobContext()
-        context._bind(record, progress)
-        return self.func(context, *record.args, **record.kwargs)
+    namespace: dict[str, Any] = {name: getattr(options, name) for name in TaskOptions.names()}
+    namespace.update(
+        run=run,
+        # Kept from when the function form was a wrapper object: ``func`` and ``options``.
+        func=staticmethod(func),
+        options=options,
+        __module__=func.__module__,
+        __qualname__=func.__qualname__,
+        __doc__=func.__doc__,
+        __wrapped__=func,
+    )
+    task = _FunctionTaskType(func.__name__, (JobProgressMixin,), namespace)
+    return cast("type[JobProgressMixin]", task)
 
 
 def progress_task(func: Callable[..., Any] | None = None, **options: Any) -> Any:
     """Make a function a progress task; its first argument is the job context.
 
     ``@progress_task`` or ``@progress_task(queue="mail", cancellable=False, ...)``.
+    The result is a ``JobProgressMixin`` subclass that still calls the function
+    when called.
     """
     unknown = sorted(set(options) - set(TaskOptions.names()))
     if unknown:
         raise TypeError(f"progress_task() got unknown options: {', '.join(unknown)}")
     task_options = TaskOptions(**options)
 
-    def decorate(f: Callable[..., Any]) -> ProgressTask:
-        return ProgressTask(f, task_options)
+    def decorate(f: Callable[..., Any]) -> type[JobProgressMixin]:
+        return _function_task(f, task_options)
 
     return decorate(func) if func is not None else decorate
-
-
-def resolve_task(name: str) -> Any:
-    """The task object (class or ``ProgressTask``) registered under ``name``."""
-    try:
-        task = import_string(name)
-    except ImportError as exc:
-        raise JobProgressConfigurationError(f"task {name!r} cannot be imported: {exc}") from exc
-    if not hasattr(task, "perform") or not hasattr(task, "get_options"):
-        raise JobProgressConfigurationError(f"{name!r} is not a progress task")
-    return task
 
 
 def _owner_or_none(owner: Any) -> Any:
@@ -240,7 +179,7 @@ def _owner_or_none(owner: Any) -> Any:
 
 
 def enqueue(
-    task: Any,
+    task: ProgressTask,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     *,
@@ -248,7 +187,7 @@ def enqueue(
     key: str | None = None,
     queue: str | None = None,
     on_conflict: str = "return",
-    batch: Any = None,
+    batch: Batch | None = None,
 ) -> JobRecord:
     """Write the PENDING row (counted in ``batch``, if given) and hand it to the queue
     once committed. Every value is checked first: a bad one raises, naming it, and
@@ -308,7 +247,7 @@ def enqueue(
     return record
 
 
-def _max_attempts(options: TaskOptions, adapter: Any) -> int:
+def _max_attempts(options: TaskOptions, adapter: QueueAdapter) -> int:
     if not adapter.supports_retries:
         return 1
     return adapter.cap_attempts(options.max_attempts or adapter.default_max_attempts())

@@ -1,8 +1,9 @@
 """One daemon thread per worker process that keeps running jobs honest.
 
-While user code is busy (or blocked) between progress calls, the ticker makes
-the trailing write of throttled progress, refreshes the heartbeat, and fails a
-job that has reported nothing for its ``progress_timeout``.
+While user code is busy (or blocked) between progress calls, the ticker calls
+each running job's ``JobRun.tick``: the trailing write of throttled progress,
+the heartbeat, and the failure of a job that has reported nothing for its
+``progress_timeout``.
 """
 
 from __future__ import annotations
@@ -18,30 +19,30 @@ from typing import TYPE_CHECKING
 from django.db import connections
 
 if TYPE_CHECKING:
-    from django_jobprogress.progress import Progress
+    from django_jobprogress.jobrun import JobRun
 
 logger = logging.getLogger(__name__)
 
 
 class Ticker:
     def __init__(self) -> None:
-        self._handles: set[Progress] = set()
+        self._runs: set[JobRun] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
     @contextmanager
-    def watching(self, handle: Progress) -> Iterator[None]:
-        """Tick ``handle`` for as long as the block runs."""
+    def watching(self, run: JobRun) -> Iterator[None]:
+        """Tick ``run`` for as long as the block runs."""
         with self._cond:
-            self._handles.add(handle)
+            self._runs.add(run)
             self._ensure_thread()
             self._cond.notify()
         try:
             yield
         finally:
             with self._cond:
-                self._handles.discard(handle)
+                self._runs.discard(run)
 
     def _ensure_thread(self) -> None:
         # A forked worker inherits the object but not the thread: start its own.
@@ -56,20 +57,20 @@ class Ticker:
         used_db = False
         while True:
             with self._cond:
-                while not self._handles:
+                while not self._runs:
                     if used_db:  # release the connection while idle
                         connections.close_all()
                         used_db = False
                     self._cond.wait()
-                handles = list(self._handles)
-            time.sleep(min(handle.tick_interval() for handle in handles))
+                runs = list(self._runs)
+            time.sleep(min(run.tick_interval() for run in runs))
             now = time.monotonic()
-            for handle in handles:
+            for run in runs:
                 try:
-                    handle.tick(now)
+                    run.tick(now)
                 except Exception:
                     logger.warning(
-                        "progress ticker failed for job %s", handle.record.pk, exc_info=True
+                        "progress ticker failed for job %s", run.record.pk, exc_info=True
                     )
                     connections.close_all()
             used_db = True

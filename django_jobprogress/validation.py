@@ -105,6 +105,7 @@ def check_count(name: str, value: Any) -> int:
     """``value`` as a non-negative int that fits a BigIntegerField, or an error naming it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {shown(value)}")
+    value = int(value)
     if value < 0:
         raise ValueError(f"{name} must not be negative, got {shown(value)}")
     if value > MAX_BIGINT:

@@ -153,3 +153,14 @@ def echo(job, value, stage=""):
     job.progress.message(stage)
     job.progress.set(echo=value)
     return value
+
+
+@progress_task(cancellable=False)
+def describe_context(job):
+    """Returns what its job context is: the function form's job is an instance of its task."""
+    return {
+        "task": type(job).get_task_name(),
+        "is_mixin": isinstance(job, JobProgressMixin),
+        "job_id": str(job.job_id),
+        "cancellable": job.cancellable,
+    }

@@ -2,6 +2,7 @@ import pytest
 from django.urls import reverse
 
 from django_jobprogress.models import JobRecord
+from tests.factories import start
 
 pytestmark = pytest.mark.django_db
 
@@ -11,7 +12,7 @@ CHANGELIST = "admin:django_jobprogress_jobrecord_changelist"
 @pytest.fixture
 def running_job():
     record = JobRecord.objects.create(task_name="tests.jobs.add")
-    record.claim(host="h", pid=1)
+    start(record)
     record.save_progress({"stage": "copying"})
     return record
 

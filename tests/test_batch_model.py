@@ -35,9 +35,9 @@ from hypothesis import strategies as st
 
 from django_jobprogress import progress_task
 from django_jobprogress.exceptions import JobCancelled
+from django_jobprogress.jobrun import JobRun
 from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.models.batches import BatchSealed
-from django_jobprogress.progress import Progress
 from tests import jobs
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +178,7 @@ class Scenario:
         self.model.members.append(PENDING)
 
     def claim(self, index: int) -> None:
-        won = self.record(index).claim(host="worker", pid=1)
+        won = JobRecord.objects.claim(self.record(index).pk, host="worker", pid=1) is not None
         expected = self.model.members[index] == PENDING
         assert won is expected, self.log
         if won:
@@ -210,13 +210,13 @@ class Scenario:
         """A worker running member ``index`` reaches a checkpoint."""
         if self.model.members[index] != RUNNING:
             return
-        progress = Progress(self.record(index), throttle=0, heartbeat_interval=60)
+        run = JobRun(self.record(index), throttle=0, heartbeat_interval=60)
         if index not in self.model.flagged:
-            progress.checkpoint()  # no cancel asked: it goes on
+            run.progress.checkpoint()  # no cancel asked: it goes on
             return
         with pytest.raises(JobCancelled):
-            progress.checkpoint()
-        assert progress.close_cancelled() is True, self.log
+            run.progress.checkpoint()
+        assert run.close_cancelled() is True, self.log
         self.model.end(index, CANCELLED)
 
     def seal(self) -> None:

@@ -3,6 +3,7 @@ import pytest
 from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.models.batches import BatchSealed
 from tests import jobs
+from tests.factories import start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -119,10 +120,10 @@ def test_progress_counts_running_members_partial_progress(memory_queue):
     with Batch.open("blast") as batch:
         members = [jobs.add.enqueue(n, 1, batch=batch) for n in range(4)]
     finished = JobRecord.objects.get(pk=members[0].pk)
-    finished.claim(host="h", pid=1)
+    start(finished)
     finished.complete(1)
     running = JobRecord.objects.get(pk=members[1].pk)
-    running.claim(host="h", pid=1)
+    start(running)
     running.save_progress({"progress": 0.5})
     snapshot = fresh(batch).snapshot()
     assert snapshot["progress"] == pytest.approx((1 + 0.5) / 4)
@@ -181,7 +182,7 @@ def test_batch_push_keeps_the_last_change(memory_queue, settings):
         members = [jobs.add.enqueue(n, 1, batch=batch) for n in range(3)]
     for member in members[:2]:  # two member ends inside one throttle window; still running
         record = JobRecord.objects.get(pk=member.pk)
-        record.claim(host="h", pid=1)
+        start(record)
         record.complete(1)
 
     def pushed_counts():

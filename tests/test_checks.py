@@ -3,7 +3,6 @@ from django.core import checks
 from django.test import override_settings
 
 from django_jobprogress.checks import (
-    check_installed_apps,
     check_push_adapter,
     check_queue_adapter,
     check_settings,
@@ -14,7 +13,7 @@ Q2 = "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue"
 
 def test_default_settings_pass():
     assert check_settings() == []
-    assert check_installed_apps() == []
+    assert check_queue_adapter() == [] and check_push_adapter() == []
 
 
 @override_settings(JOBPROGRESS=["THROTTLE"])
@@ -80,20 +79,36 @@ def test_queue_adapter_of_the_wrong_kind():
     ]
 
 
-def test_missing_apps_are_named():
+def test_each_adapter_names_the_app_it_needs():
+    from django_jobprogress.adapters.push_channels import ChannelsPush
+    from django_jobprogress.adapters.queue_django_q2 import DjangoQ2Queue
+
     with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
-        assert check_installed_apps() == [
+        assert DjangoQ2Queue().check()[:1] == [
             checks.Error(
                 "'django_q' must be in INSTALLED_APPS to use django_jobprogress.",
                 hint="Add 'django_q' to INSTALLED_APPS before 'django_jobprogress'.",
                 id="jobprogress.E007",
             ),
+        ]
+        assert ChannelsPush().check() == [
             checks.Error(
                 "'channels' must be in INSTALLED_APPS to use django_jobprogress.",
                 hint="Add 'channels' to INSTALLED_APPS before 'django_jobprogress'.",
                 id="jobprogress.E008",
             ),
         ]
+
+
+@override_settings(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_jobprogress"],
+    JOBPROGRESS={
+        "QUEUE_ADAPTER": "django_jobprogress.adapters.queue_memory.ImmediateQueue",
+        "PUSH_ADAPTER": "django_jobprogress.adapters.push_memory.NullPush",
+    },
+)
+def test_other_adapters_need_neither_django_q_nor_channels():
+    assert check_queue_adapter() == [] and check_push_adapter() == []
 
 
 @pytest.mark.parametrize(

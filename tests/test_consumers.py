@@ -1,5 +1,6 @@
-"""The WebSocket consumer through Channels' communicator, on a real Redis layer
-(both channels-redis layers) and on the embedded default (in-memory layer)."""
+"""The WebSocket consumer through Channels' communicator: in push mode on a real Redis
+layer (both channels-redis layers) and on the in-process push double (``MemoryPush``),
+and on the embedded default (in-memory layer: the hub watches the database)."""
 
 import asyncio
 import json
@@ -12,11 +13,14 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
 
-from django_jobprogress.consumers import _hubs
+from django_jobprogress import consumers
+from django_jobprogress.adapters.push_memory import MemoryPush, MemoryWatch, RecordingPush
+from django_jobprogress.consumers import ProgressHub, _hubs
 from django_jobprogress.groups import job_group
 from django_jobprogress.models import JobRecord
 from django_jobprogress.routing import websocket_urlpatterns
 from tests.conftest import clear_run_keys
+from tests.factories import start
 from tests.workers import require_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,12 +39,44 @@ async def close_executor_connections():
     await sync_to_async(connections.close_all)()
 
 
-@pytest.fixture(params=sorted(LAYERS))
-def redis_layer(request, settings):
+def use_redis_layer(settings, name):
+    """Push through ``ChannelsPush`` on the real Redis layer ``name``; the Redis client."""
     client = require_redis()
     clear_run_keys(client)
     config = {"hosts": [settings.REDIS_URL], "prefix": settings.CHANNELS_PREFIX}
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": LAYERS[request.param], "CONFIG": config}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": LAYERS[name], "CONFIG": config}}
+    return client
+
+
+@pytest.fixture(params=sorted(LAYERS))
+def redis_layer(request, settings):
+    client = use_redis_layer(settings, request.param)
+    yield client
+    clear_run_keys(client)
+
+
+@pytest.fixture
+def memory_push(settings):
+    """Push through the in-process double. The database is re-read once an hour, so
+    what reaches a socket after its first snapshot was pushed."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.JOBPROGRESS = {
+        **settings.JOBPROGRESS,
+        "PUSH_ADAPTER": "django_jobprogress.adapters.push_memory.MemoryPush",
+        "WATCH_INTERVAL": 3600,
+    }
+    MemoryPush.clear()
+    yield MemoryPush
+    MemoryPush.clear()
+
+
+@pytest.fixture(params=[*sorted(LAYERS), "memory-push"])
+def push_mode(request, settings):
+    """Push mode on each real Redis layer, and on the in-process double."""
+    if request.param == "memory-push":
+        yield request.getfixturevalue("memory_push")
+        return
+    client = use_redis_layer(settings, request.param)
     yield client
     clear_run_keys(client)
 
@@ -54,8 +90,8 @@ def embedded_layer(settings):
 @pytest.fixture
 def owned_job(make_user):
     owner = make_user(username="owner")
-    record = JobRecord.objects.create(task_name="tests.jobs.add", owner=owner)
-    assert record.claim(host="h", pid=1)
+    record = start(JobRecord.objects.create(task_name="tests.jobs.add", owner=owner))
+    record.owner = owner  # start() refreshed the row: async tests read the owner from here
     return record
 
 
@@ -96,7 +132,7 @@ async def assert_stranger_is_refused(record, user):
     assert output == {"type": "websocket.close", "code": 4403}
 
 
-async def test_stranger_is_closed_with_4403_and_sees_nothing(redis_layer, owned_job, make_user):
+async def test_stranger_is_closed_with_4403_and_sees_nothing(push_mode, owned_job, make_user):
     stranger = await database_sync_to_async(make_user)()
     await assert_stranger_is_refused(owned_job, stranger)
     await assert_stranger_is_refused(owned_job, None)
@@ -105,7 +141,7 @@ async def test_stranger_is_closed_with_4403_and_sees_nothing(redis_layer, owned_
     assert await comm.receive_output(5) == {"type": "websocket.close", "code": 4403}
 
 
-async def test_owner_gets_snapshot_then_updates_then_close(redis_layer, owned_job):
+async def test_owner_gets_snapshot_then_updates_then_close(push_mode, owned_job):
     comm = communicator(owned_job, owned_job.owner)
     connected, _ = await comm.connect()
     assert connected
@@ -122,14 +158,14 @@ async def test_owner_gets_snapshot_then_updates_then_close(redis_layer, owned_jo
     assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
 
 
-async def test_token_holder_is_accepted(redis_layer, owned_job):
+async def test_token_holder_is_accepted(push_mode, owned_job):
     comm = communicator(owned_job, None, token=owned_job.access_token())
     await comm.connect()
     assert (await receive_json(comm))["id"] == str(owned_job.pk)
     await comm.disconnect()
 
 
-async def test_client_after_the_end_gets_the_final_snapshot_at_once(redis_layer, owned_job):
+async def test_client_after_the_end_gets_the_final_snapshot_at_once(push_mode, owned_job):
     await complete(owned_job, 7)
     comm = communicator(owned_job, owned_job.owner)
     await comm.connect()
@@ -172,7 +208,7 @@ async def test_two_hundred_sockets_connect_update_and_leave_together(redis_layer
     assert redis_layer.zcard(f"{prefix}:group:{group}") == 0
 
 
-async def test_batch_socket_follows_its_members(redis_layer, make_user, memory_queue):
+async def test_batch_socket_follows_its_members(push_mode, make_user, memory_queue):
     from django_jobprogress.models import Batch
     from tests import jobs
 
@@ -192,11 +228,152 @@ async def test_batch_socket_follows_its_members(redis_layer, make_user, memory_q
 
     @database_sync_to_async
     def finish_member():
-        record = JobRecord.objects.get(pk=member.pk)
-        record.claim(host="h", pid=1)
-        record.complete(3)
+        start(JobRecord.objects.get(pk=member.pk)).complete(3)
 
     await finish_member()
     final = await receive_until(comm, lambda s: s["status"] == "completed")
     assert (final["succeeded"], final["progress"]) == (1, 1.0)
     assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+
+
+# -- push mode on the in-process double: what the hub asks of the port ----------------
+
+
+async def test_the_hub_subscribes_once_and_the_last_socket_to_leave_unsubscribes(
+    memory_push, owned_job
+):
+    group = job_group(owned_job.pk)
+    comms = [communicator(owned_job, owned_job.owner) for _ in range(3)]
+    for comm in comms:
+        await comm.connect()
+        assert (await receive_json(comm))["progress"] == 0.0
+    assert memory_push.subscribed() == {group}
+    assert memory_push.open_watches() == 1  # one watch for the hub, not one per socket
+
+    await report(owned_job, progress=0.6)
+    for comm in comms:
+        assert (await receive_until(comm, lambda s: s["progress"] == 0.6))["status"] == "running"
+
+    for comm in comms[:2]:
+        await comm.disconnect()
+    assert memory_push.subscribed() == {group}
+    await comms[2].disconnect()
+    assert memory_push.subscribed() == set()
+    assert memory_push.open_watches() == 0  # the hub let go of its idle watch
+    assert all(group not in hub.watchers for hub in _hubs.values())
+
+
+async def test_a_stranger_costs_no_subscription(memory_push, owned_job, make_user):
+    stranger = await database_sync_to_async(make_user)()
+    await assert_stranger_is_refused(owned_job, stranger)
+    assert memory_push.subscribed() == set()
+    assert memory_push.open_watches() == 0
+
+
+async def test_a_socket_closes_after_the_pushed_final_snapshot(memory_push, owned_job):
+    comm = communicator(owned_job, owned_job.owner)
+    await comm.connect()
+    await receive_json(comm)
+    await complete(owned_job, "done")
+    final = await receive_json(comm)
+    assert (final["status"], final["result"]) == ("completed", "done")
+    assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+    assert memory_push.subscribed() == set()
+    assert any(s["status"] == "completed" for _, s in memory_push.sent)
+
+
+async def test_a_lost_push_is_made_up_for_by_the_resync(
+    memory_push, owned_job, settings, monkeypatch
+):
+    # In push mode the hub re-reads every max(WATCH_INTERVAL, RESYNC_INTERVAL).
+    settings.JOBPROGRESS = {**settings.JOBPROGRESS, "WATCH_INTERVAL": 0.01}
+    monkeypatch.setattr(consumers, "RESYNC_INTERVAL", 0.2)
+    monkeypatch.setattr(MemoryWatch, "offer", lambda self, group, snapshot: None)  # all lost
+    comm = communicator(owned_job, owned_job.owner)
+    await comm.connect()
+    await receive_json(comm)
+    await report(owned_job, progress=0.8)
+    assert (await receive_until(comm, lambda s: s["progress"] == 0.8))["status"] == "running"
+    await comm.disconnect()
+
+
+async def test_a_failed_subscribe_falls_back_to_watching_the_database(
+    memory_push, owned_job, settings, monkeypatch, caplog
+):
+    settings.JOBPROGRESS = {**settings.JOBPROGRESS, "WATCH_INTERVAL": 0.05}
+
+    async def refuse(self, group):
+        raise ConnectionRefusedError("no layer")
+
+    monkeypatch.setattr(MemoryWatch, "subscribe", refuse)
+    comm = communicator(owned_job, owned_job.owner)
+    await comm.connect()
+    await receive_json(comm)
+    assert memory_push.open_watches() == 0  # the watch that failed is closed
+    assert "watching jobprogress.job." in caplog.text
+    await report(owned_job, progress=0.5)
+    assert (await receive_until(comm, lambda s: s["progress"] == 0.5))["status"] == "running"
+    await comm.disconnect()
+
+
+class PublishOnlyPush(RecordingPush):
+    """A custom adapter that publishes across processes but has no watch half."""
+
+    crosses_processes = True
+
+
+async def test_an_adapter_without_a_watch_half_leaves_the_hub_watching_the_database(
+    settings, owned_job
+):
+    settings.JOBPROGRESS = {
+        **settings.JOBPROGRESS,
+        "PUSH_ADAPTER": f"{__name__}.PublishOnlyPush",
+        "WATCH_INTERVAL": 0.05,
+    }
+    comm = communicator(owned_job, owned_job.owner)
+    await comm.connect()
+    await receive_json(comm)
+    await report(owned_job, progress=0.5)
+    assert (await receive_until(comm, lambda s: s["progress"] == 0.5))["status"] == "running"
+    await comm.disconnect()
+    PublishOnlyPush.clear()
+
+
+class FakeSocket:
+    def __init__(self, fails=False):
+        self.fails = fails
+        self.texts = []
+
+    def wants(self, snapshot):
+        return True
+
+    async def deliver(self, text, snapshot):
+        if self.fails:
+            raise ConnectionResetError("gone")
+        self.texts.append(text)
+
+
+async def test_one_failing_socket_does_not_stop_the_others():
+    hub = ProgressHub()
+    sockets = [FakeSocket(), FakeSocket(fails=True), FakeSocket()]
+    hub.watchers["g"] = set(sockets)
+    await hub.deliver("g", {"n": 1})
+    assert [s.texts for s in sockets if not s.fails] == [['{"n": 1}'], ['{"n": 1}']]
+
+
+async def test_the_hub_lets_go_of_its_redis_channel_after_the_final_snapshot(settings, owned_job):
+    client = use_redis_layer(settings, "redis-pubsub")
+    pattern = f"{django_settings.CHANNELS_PREFIX}jobprogress.*"
+    try:
+        comm = communicator(owned_job, owned_job.owner)
+        await comm.connect()
+        await receive_json(comm)
+        assert len(client.pubsub_channels(pattern)) == 1  # the hub's own channel
+        await complete(owned_job, None)  # pushed; its socket leaves on it, from the hub
+        await receive_until(comm, lambda s: s["status"] == "completed")
+        assert await comm.receive_output(5) == {"type": "websocket.close", "code": 1000}
+        async with asyncio.timeout(5):
+            while client.pubsub_channels(pattern):
+                await asyncio.sleep(0.02)
+    finally:
+        clear_run_keys(client)

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 
 from django_jobprogress.models import WORKER_LOST, JobRecord
+from tests.factories import start
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ def make_job():
     def make(status=None, progress=None, **fields):
         record = JobRecord.objects.create(task_name="tests.jobs.add", **fields)
         if status == Status.RUNNING:
-            assert record.claim(host="h", pid=1)
+            start(record)
         if progress is not None:
             assert record.save_progress({"progress": progress})
         return record
@@ -33,9 +34,9 @@ def test_status_values_are_the_lowercase_words():
 
 def test_claim_moves_pending_to_running_once(make_job):
     record = make_job()
-    twin = fresh(record)
-    assert record.claim(host="a", pid=10) is True
-    assert twin.claim(host="b", pid=20) is False  # a duplicate delivery loses
+    assert JobRecord.objects.claim(record.pk, host="a", pid=10) is not None
+    # A duplicate delivery loses.
+    assert JobRecord.objects.claim(record.pk, host="b", pid=20) is None
     stored = fresh(record)
     assert (stored.status, stored.worker_host, stored.worker_pid, stored.attempts) == (
         "running",
@@ -48,18 +49,18 @@ def test_claim_moves_pending_to_running_once(make_job):
 def test_claim_retakes_a_running_job_whose_heartbeat_is_stale(make_job):
     record = make_job(Status.RUNNING, stall_timeout=30, max_attempts=2)
     later = timezone.now() + timedelta(seconds=31)
-    assert fresh(record).claim(host="b", pid=2, now=later) is True
+    assert JobRecord.objects.claim(record.pk, host="b", pid=2, now=later) is not None
     assert fresh(record).attempts == 2
     # The lost attempt counted: a third delivery finds no attempt left.
     even_later = later + timedelta(seconds=31)
-    assert fresh(record).claim(host="c", pid=3, now=even_later) is False
+    assert JobRecord.objects.claim(record.pk, host="c", pid=3, now=even_later) is None
     assert (fresh(record).worker_host, fresh(record).attempts) == ("b", 2)
 
 
 def test_claim_never_retakes_a_lost_job_with_no_attempt_left(make_job):
     record = make_job(Status.RUNNING, stall_timeout=30)  # max_attempts=1
     later = timezone.now() + timedelta(seconds=31)
-    assert fresh(record).claim(host="b", pid=2, now=later) is False
+    assert JobRecord.objects.claim(record.pk, host="b", pid=2, now=later) is None
     stored = fresh(record)
     assert (stored.status, stored.worker_host, stored.attempts) == ("running", "h", 1)
 
@@ -259,7 +260,7 @@ def test_a_refused_end_of_a_batch_member_still_counts_in_its_batch(make_job, poi
     with Batch.open("b") as batch:
         member = make_job(batch=batch)
         Batch.objects.filter(pk=batch.pk).update(total=1)
-    assert member.claim(host="h", pid=1)
+    start(member)
     poison("message")
     assert member.fail("boom", message="poison") is True
     batch.refresh_from_db()

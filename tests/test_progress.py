@@ -4,9 +4,11 @@ import threading
 import pytest
 
 from django_jobprogress.exceptions import JobCancelled, JobNotRunning
+from django_jobprogress.jobrun import JobRun
 from django_jobprogress.models import JobRecord
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_progress
+from tests.factories import start
 from tests.test_validation import BIG, nested
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,18 +18,29 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def running_record():
     def make(**fields):
         record = JobRecord.objects.create(task_name="tests.jobs.add", **fields)
-        assert record.claim(host="test", pid=1)
-        return record
+        return start(record, host="test")
 
     return make
 
 
 @pytest.fixture
-def handle(running_record):
+def job_run(running_record):
+    """``make(...)`` -> the ``JobRun`` the run wrapper builds for a running job."""
+
     def make(throttle=0.0, heartbeat_interval=10.0, **fields):
-        return Progress(
+        return JobRun(
             running_record(**fields), throttle=throttle, heartbeat_interval=heartbeat_interval
         )
+
+    return make
+
+
+@pytest.fixture
+def handle(job_run):
+    """``make(...)`` -> the progress handle a task is given."""
+
+    def make(throttle=0.0, **fields):
+        return job_run(throttle=throttle, **fields).progress
 
     return make
 
@@ -226,10 +239,11 @@ def test_throttle_coalesces_writes_but_forces_stage_and_total(handle):
     assert progress.writes == 3
 
 
-def test_trailing_write_reaches_the_database_without_another_call(handle):
+def test_trailing_write_reaches_the_database_without_another_call(job_run):
     from django_jobprogress.ticker import ticker
 
-    progress = handle(throttle=0.05)
+    run = job_run(throttle=0.05)
+    progress = run.progress
     progress.update(0.1)
     written = threading.Event()
 
@@ -239,7 +253,7 @@ def test_trailing_write_reaches_the_database_without_another_call(handle):
 
     job_progress.connect(on_progress)
     try:
-        with ticker.watching(progress):
+        with ticker.watching(run):
             progress.update(0.7)  # throttled: not written by this call
             assert written.wait(5), "the trailing write never happened"
     finally:
@@ -247,11 +261,12 @@ def test_trailing_write_reaches_the_database_without_another_call(handle):
     assert stored(progress).progress == 0.7
 
 
-def test_heartbeat_is_refreshed_by_the_ticker(handle):
+def test_heartbeat_is_refreshed_by_the_ticker(job_run):
     from django_jobprogress.signals import job_progress  # noqa: F401
     from django_jobprogress.ticker import ticker
 
-    progress = handle(heartbeat_interval=0.05)
+    run = job_run(heartbeat_interval=0.05)
+    progress = run.progress
     before = stored(progress).heartbeat_at
     beaten = threading.Event()
     original = progress.record.beat
@@ -262,7 +277,7 @@ def test_heartbeat_is_refreshed_by_the_ticker(handle):
         return won
 
     progress.record.beat = beat
-    with ticker.watching(progress):
+    with ticker.watching(run):
         assert beaten.wait(5), "no heartbeat"
     assert stored(progress).heartbeat_at > before
 
@@ -440,3 +455,113 @@ def test_accepted_values_round_trip_through_the_database(handle):
     assert record.fields == awkward
     assert record.result == awkward
     assert (record.current, record.total) == (BIG - 1, BIG - 1)
+
+
+# -- the handle and the run's controls ------------------------------------------------
+
+USER_FACING = {
+    # reporting
+    "update",
+    "steps",
+    "total",
+    "increment",
+    "decrement",
+    "stage",
+    "message",
+    "set",
+    "finish",
+    "complete",
+    "fail",
+    "checkpoint",
+    # reading
+    "fraction",
+    "current",
+    "closed",
+    "cancel_requested",
+    "writes",
+    "record",
+}
+
+
+def test_the_handle_offers_task_code_only_what_it_reports_and_reads(handle):
+    progress = handle()
+    assert isinstance(progress, Progress)
+    assert {name for name in dir(progress) if not name.startswith("_")} == USER_FACING
+
+
+def test_the_run_closes_with_the_outcome_unless_the_task_ended_the_job(job_run):
+    run = job_run()
+    run.progress.total = 4
+    run.progress.increment(3)
+    assert run.close_completed({"n": 3}) is True
+    assert run.close_completed({"n": 4}) is False
+    assert run.close_failed(ValueError("late")) is False
+    record = stored(run.progress)
+    assert (record.status, record.result, record.current, record.total) == (
+        "completed",
+        {"n": 3},
+        3,
+        4,
+    )
+
+    ended_by_task = job_run()
+    ended_by_task.progress.fail("gave up")
+    assert ended_by_task.close_cancelled() is False
+    assert stored(ended_by_task.progress).error == "gave up"
+
+
+def test_the_run_fails_a_result_that_cannot_be_stored_and_raises_it(job_run):
+    run = job_run()
+    with pytest.raises(TypeError, match=r"return value\['r'\] must be a finite number, got nan"):
+        run.close_completed({"r": math.nan})
+    record = stored(run.progress)
+    assert record.status == "failed"
+    assert record.error.startswith("TypeError: return value['r']")
+    with pytest.raises(JobNotRunning, match="is failed"):
+        run.progress.update(0.5)
+
+
+def test_the_run_cancels_after_a_checkpoint_stopped_the_task(job_run):
+    run = job_run()
+    run.progress.update(0.2)
+    assert JobRecord.objects.get(pk=run.record.pk).request_cancel()
+    with pytest.raises(JobCancelled):
+        run.progress.checkpoint()
+    assert run.close_cancelled() is True
+    assert (stored(run.progress).status, stored(run.progress).progress) == ("cancelled", 0.2)
+
+
+def test_a_tick_beats_while_a_throttled_write_waits_then_makes_the_trailing_write(job_run):
+    import time
+
+    run = job_run(throttle=60, heartbeat_interval=30)
+    progress, beats = run.progress, []
+    original = run.record.beat
+    run.record.beat = lambda *a, **k: beats.append(1) or original(*a, **k)
+    progress.update(0.1)  # written at once
+    progress.update(0.2)  # throttled
+    now = time.monotonic()
+    run.tick(now + 10)  # neither is due
+    run.tick(now + 31)  # the heartbeat is due, the write is not
+    assert (stored(progress).progress, progress.writes, beats) == (0.1, 1, [1])
+    run.tick(now + 45)
+    assert beats == [1]
+    run.tick(now + 61)  # the throttle interval has passed: the trailing write
+    assert (stored(progress).progress, progress.writes, beats) == (0.2, 2, [1])
+    assert run.tick_interval() == 1.0
+
+
+def test_a_progress_write_counts_as_a_heartbeat(job_run):
+    import time
+
+    run = job_run(throttle=0, heartbeat_interval=30)
+    progress, beats = run.progress, []
+    original = run.record.beat
+    run.record.beat = lambda *a, **k: beats.append(1) or original(*a, **k)
+    built = time.monotonic()
+    time.sleep(0.2)
+    progress.update(0.1)  # at least 0.2 s after the run was built
+    run.tick(built + 30.05)  # 30 s since the run began, under 30 s since the write
+    assert beats == []
+    run.tick(built + 60)
+    assert beats == [1]

@@ -5,6 +5,7 @@ import pytest
 
 from django_jobprogress.exceptions import DuplicateJob, JobProgressConfigurationError
 from django_jobprogress.models import JobRecord
+from django_jobprogress.options import TaskOptions
 from tests import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -291,3 +292,87 @@ def test_accepted_arguments_stage_fields_and_result_round_trip_through_the_datab
     assert record.fields == {"echo": value}
     assert record.result == value
     assert (record.owner, record.key, record.queue) == (owner, "ключ 😀", "q" * 100)
+
+
+# -- one task type ----------------------------------------------------------------------
+
+
+def test_a_function_task_and_a_class_task_are_the_same_kind_of_task():
+    from django_jobprogress import JobProgressMixin
+
+    for task in (jobs.send_newsletter, jobs.ZipExport):
+        assert issubclass(task, JobProgressMixin)
+        # One enqueue and one perform, shared by both forms.
+        assert task.enqueue.__func__ is JobProgressMixin.enqueue.__func__
+        assert task.perform.__func__ is JobProgressMixin.perform.__func__
+    assert jobs.send_newsletter.get_options() == TaskOptions(queue="mail")
+    assert jobs.ZipExport.get_options() == TaskOptions(cancel_threshold=0.75)
+
+
+def test_the_function_form_runs_with_an_instance_of_its_task_as_the_job():
+    record = jobs.describe_context.enqueue()
+    record.refresh_from_db()
+    assert record.status == Status.COMPLETED, record.error
+    assert record.result == {
+        "task": "tests.jobs.describe_context",
+        "is_mixin": True,
+        "job_id": str(record.pk),
+        "cancellable": False,
+    }
+    assert record.cancellable is False
+
+
+def test_a_function_task_is_still_the_function_to_call_and_to_read():
+    import inspect
+
+    from django.utils.module_loading import import_string
+
+    assert jobs.add("any job context", 2, 3) == 5  # a direct call writes nothing
+    assert jobs.add(job=None, a=1, b=1) == 2
+    assert not JobRecord.objects.exists()
+    task = jobs.wait_for_gate
+    assert (task.__name__, task.__qualname__, task.__module__) == (
+        "wait_for_gate",
+        "wait_for_gate",
+        "tests.jobs",
+    )
+    assert task.__doc__.startswith("Reports ``fraction``, then waits")
+    assert inspect.signature(task) == inspect.signature(task.__wrapped__)
+    assert list(inspect.signature(task).parameters) == ["job", "gate", "fraction"]
+    assert task.get_task_name() == "tests.jobs.wait_for_gate"
+    assert import_string(task.get_task_name()) is task
+    assert repr(task) == "<progress task tests.jobs.wait_for_gate>"
+    # What the function form offered before it was a JobProgressMixin subclass.
+    assert task.func is task.__wrapped__
+    assert task.options == task.get_options() == TaskOptions()
+    assert jobs.send_newsletter.options == TaskOptions(queue="mail")
+
+
+def test_a_function_task_not_at_module_level_is_refused():
+    from django_jobprogress import progress_task
+
+    @progress_task
+    def local(job):
+        return 1
+
+    assert local(None) == 1
+    with pytest.raises(JobProgressConfigurationError, match="define progress tasks at module"):
+        local.enqueue()
+    assert not JobRecord.objects.exists()
+
+
+def test_unknown_options_are_all_named():
+    from django_jobprogress import progress_task
+
+    with pytest.raises(
+        TypeError, match=r"^progress_task\(\) got unknown options: priority, retries$"
+    ):
+        progress_task(retries=3, priority=1)
+
+
+def test_the_task_api_reexports_what_moved_to_the_foundation():
+    from django_jobprogress import options, registry, tasks
+
+    assert tasks.TaskOptions is options.TaskOptions
+    assert tasks.resolve_task is registry.resolve_task
+    assert tasks.ProgressTask is registry.ProgressTask

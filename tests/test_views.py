@@ -2,6 +2,7 @@ import pytest
 from django.urls import reverse
 
 from django_jobprogress.models import JobRecord
+from tests.factories import start
 
 pytestmark = pytest.mark.django_db
 
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def job(make_user):
     owner = make_user(username="owner")
     record = JobRecord.objects.create(task_name="tests.jobs.add", owner=owner)
-    record.claim(host="h", pid=1)
+    start(record)
     return record
 
 

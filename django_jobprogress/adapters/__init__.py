@@ -3,6 +3,8 @@
 from functools import cache
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from django_jobprogress import conf
@@ -35,3 +37,11 @@ def get_queue_adapter() -> QueueAdapter:
 def get_push_adapter() -> PushAdapter:
     """The configured push adapter instance (``JOBPROGRESS["PUSH_ADAPTER"]``)."""
     return _load("PUSH_ADAPTER", PushAdapter)
+
+
+@receiver(setting_changed)
+def _reset_on_change(*, setting: str, **kwargs: Any) -> None:
+    """A changed ``JOBPROGRESS`` may name other adapters: load them anew."""
+    if setting == "JOBPROGRESS":
+        get_queue_adapter.cache_clear()
+        get_push_adapter.cache_clear()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.core.checks import CheckMessage
 
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
-    from django_jobprogress.tasks import TaskOptions
+    from django_jobprogress.options import TaskOptions
 
 
 class QueueAdapter(ABC):
@@ -53,15 +54,20 @@ class QueueAdapter(ABC):
 
 
 class PushAdapter(ABC):
-    """Broadcasts a snapshot to the sockets watching a group, without blocking the job.
+    """The transport's port, both halves: ``publish`` on the job's side (it broadcasts a
+    snapshot to the sockets watching a group, without blocking the job), and
+    ``open_watch`` on the sockets' side (what each server process's hub listens to).
 
     A failed broadcast is logged and dropped: the database stays the truth and
     sockets catch up from it.
     """
 
-    #: Whether published snapshots reach sockets served by other processes. When
-    #: False, sockets watch the database instead (the embedded default).
-    crosses_processes: bool = False
+    @property
+    def crosses_processes(self) -> bool:
+        """Whether published snapshots reach watchers in other processes. When False,
+        sockets watch the database instead (the embedded default). A subclass may
+        override it with a class attribute."""
+        return False
 
     @property
     def enabled(self) -> bool:
@@ -72,9 +78,42 @@ class PushAdapter(ABC):
     def publish(self, group: str, snapshot: dict[str, Any], delay: float = 0.0) -> None:
         """Queue ``snapshot`` for the sockets of ``group``; must return at once.
 
-        With ``delay``, the snapshot waits that long and is dropped if a newer one
-        for the group arrives meanwhile (a short job's "started" is not worth a send).
+        With ``delay``, the snapshot waits up to that long, and one published for the
+        group meanwhile replaces it, sent no later than the one it replaced was due:
+        a short job's "started" is never sent, and a group published to more often
+        than every ``delay`` is sent to at most once per ``delay``, the last snapshot
+        always.
         """
+
+    def publish_lazy(
+        self,
+        group: str,
+        produce: Callable[[], dict[str, Any] | None],
+        delay: float = 0.0,
+    ) -> None:
+        """Like ``publish``, with the snapshot made by ``produce()`` (None sends nothing).
+
+        For a snapshot that costs a query and is asked for more often than it is worth
+        reading (a batch's, on every member change). An adapter that queues snapshots
+        calls ``produce`` only when it sends, on a thread of its own, so the calls made
+        within one ``delay`` share one read (``ChannelsPush`` does). This default reads
+        at once, in the caller's thread, and publishes what it read.
+        """
+        snapshot = produce()
+        if snapshot is not None:
+            self.publish(group, snapshot, delay=delay)
+
+    async def open_watch(self) -> PushWatch | None:
+        """The watch half: a new ``PushWatch`` that hears what is published to the
+        groups it subscribes, from any process; None if this adapter cannot be heard
+        (the default).
+
+        Each server process's hub opens one when the adapter is ``enabled`` and
+        ``crosses_processes``. Without a watch (None, an error, or no answer within
+        ``PUSH_TIMEOUT``) the hub re-reads each watched job from the database every
+        ``WATCH_INTERVAL`` instead.
+        """
+        return None
 
     def flush(self, timeout: float = 1.0) -> bool:
         """Wait until queued broadcasts are sent; True if nothing is left."""
@@ -82,3 +121,49 @@ class PushAdapter(ABC):
 
     def check(self) -> list[CheckMessage]:
         return []
+
+
+class PushWatch(ABC):
+    """A subscription to what a ``PushAdapter`` publishes, from ``open_watch()``.
+
+    The hub of a server process keeps one, subscribed once to each group its
+    sockets watch. All methods are called on the event loop that opened the watch;
+    ``receive`` waits while ``subscribe`` and ``unsubscribe`` are called, and the
+    hub bounds those by ``PUSH_TIMEOUT``.
+    """
+
+    @abstractmethod
+    async def subscribe(self, group: str) -> None:
+        """Hear what is published to ``group`` from now on."""
+
+    @abstractmethod
+    async def unsubscribe(self, group: str) -> None:
+        """Stop hearing ``group``."""
+
+    @abstractmethod
+    async def receive(self) -> tuple[str, dict[str, Any]]:
+        """Wait for the next ``(group, snapshot)`` published to a subscribed group.
+
+        May raise: the hub calls it again at once after a single failure, and after
+        a short back-off (logged) when failures follow each other.
+        """
+
+    async def close(self) -> None:  # noqa: B027  (an optional hook)
+        """Let go of the watch; called once nothing is subscribed. A ``receive``
+        still waiting is cancelled (just before, or once its delivery is done)."""
+
+
+def require_installed(app: str, check_id: str) -> list[CheckMessage]:
+    """The check an adapter makes for the Django app it runs on."""
+    from django.apps import apps
+    from django.core.checks import Error
+
+    if apps.is_installed(app):
+        return []
+    return [
+        Error(
+            f"{app!r} must be in INSTALLED_APPS to use django_jobprogress.",
+            hint=f"Add {app!r} to INSTALLED_APPS before 'django_jobprogress'.",
+            id=check_id,
+        )
+    ]

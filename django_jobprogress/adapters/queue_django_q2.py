@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core import checks
 
-from django_jobprogress.adapters.base import QueueAdapter
+from django_jobprogress.adapters.base import QueueAdapter, require_installed
 
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
-    from django_jobprogress.tasks import TaskOptions
+    from django_jobprogress.options import TaskOptions
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,9 @@ class DjangoQ2Queue(QueueAdapter):
         post_spawn.connect(start_sweeper, dispatch_uid="django_jobprogress.start_sweeper")
 
     def check(self) -> list[checks.CheckMessage]:
+        return require_installed("django_q", "jobprogress.E007") + self._check_timeouts()
+
+    def _check_timeouts(self) -> list[checks.CheckMessage]:
         conf = _q_cluster()
         timeout, retry = conf.get("timeout"), conf.get("retry", 60)
         if timeout is None:

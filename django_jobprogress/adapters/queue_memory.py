@@ -14,7 +14,7 @@ from django_jobprogress.adapters.base import QueueAdapter
 
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
-    from django_jobprogress.tasks import TaskOptions
+    from django_jobprogress.options import TaskOptions
 
 logger = logging.getLogger(__name__)
 

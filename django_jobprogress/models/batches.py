@@ -16,15 +16,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from django_jobprogress.models.base import user_field
+from django_jobprogress.models.jobs import JobRecord
+from django_jobprogress.models.sql import guarded_update
 from django_jobprogress.models.tokens import SignedAccess
+from django_jobprogress.registry import ProgressTask, resolve_task
 from django_jobprogress.signals import batch_finished
+from django_jobprogress.snapshots import batch_snapshot
 from django_jobprogress.validation import check_json, check_owner, check_text, shown
 
 logger = logging.getLogger(__name__)
@@ -39,28 +43,30 @@ class BatchSealed(Exception):
     """A job was added to a batch that is already sealed."""
 
 
-def _callback_name(callback: Any) -> str:
+def _callback_name(callback: ProgressTask | str | None) -> str:
     """A callback given as a progress task (class or ``@progress_task``) or dotted path."""
     if callback is None or callback == "":
         return ""
     if isinstance(callback, str):
         return callback
-    if hasattr(callback, "get_task_name"):
+    if isinstance(callback, ProgressTask):
         return callback.get_task_name()
     raise TypeError(
         f"a batch callback must be a progress task or its dotted path, got {callback!r}"
     )
 
 
-class BatchManager(models.Manager):
+class BatchManager(models.Manager["Batch"]):
     def member_finished(self, batch_id: Any, outcome: str) -> None:
         """Count a member's final transition; finish the batch if it was the last.
 
         Must run inside the transaction of that transition.
         """
         counter = FINAL_COUNTER[outcome]
-        self.filter(pk=batch_id).update(**{counter: F(counter) + 1})
-        self.model(pk=batch_id)._finish_if_done()
+        batch = self.model(pk=batch_id)
+        batch._state.db = self.db
+        guarded_update(batch, {counter: F(counter) + 1})
+        batch._finish_if_done()
 
 
 class Batch(SignedAccess, models.Model):
@@ -83,14 +89,7 @@ class Batch(SignedAccess, models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(_("name"), max_length=255)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("owner"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="jobprogress_batches",
-    )
+    owner = user_field(_("owner"), related_name="jobprogress_batches")
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
     )
@@ -148,8 +147,6 @@ class Batch(SignedAccess, models.Model):
         An exception in the block cancels the batch and its pending jobs, and its
         callbacks never run; the exception propagates.
         """
-        from django_jobprogress.tasks import resolve_task
-
         if not check_text("name", name):
             raise ValueError(f"a batch needs a non-empty name, got {name!r}")
         owner = check_owner("owner", owner)
@@ -196,8 +193,8 @@ class Batch(SignedAccess, models.Model):
     def count_new_member(self) -> None:
         """Called in the transaction that inserts a member; refuses a sealed or
         cancelled batch."""
-        joinable = Batch.objects.filter(pk=self.pk, sealed=False, cancel_requested_at__isnull=True)
-        if not joinable.update(total=F("total") + 1):
+        joinable = Q(sealed=False, cancel_requested_at__isnull=True)
+        if not guarded_update(self, {"total": F("total") + 1}, where=joinable):
             raise BatchSealed(
                 f"batch {self.pk} ({self.name!r}) is sealed or cancelled: "
                 "add jobs inside open(), before any cancel"
@@ -209,19 +206,15 @@ class Batch(SignedAccess, models.Model):
     def seal(self) -> bool:
         """No more members; the batch can now finish (at once, if nothing is left)."""
         with transaction.atomic(using=self._state.db or "default"):
-            won = bool(
-                Batch.objects.filter(pk=self.pk, sealed=False).update(
-                    sealed=True, status=self.Status.RUNNING
-                )
-            )
+            changes = {"sealed": True, "status": self.Status.RUNNING}
+            won = guarded_update(self, changes, where=Q(sealed=False))
             if won:
-                self.sealed, self.status = True, self.Status.RUNNING
                 self._finish_if_done()
         return won
 
     def abort(self) -> None:
         """Creation failed: drop the callbacks, cancel what was added, seal."""
-        Batch.objects.filter(pk=self.pk).update(on_complete="", on_success="", on_failure="")
+        guarded_update(self, {"on_complete": "", "on_success": "", "on_failure": ""})
         self.request_cancel()
         self.seal()
 
@@ -235,11 +228,8 @@ class Batch(SignedAccess, models.Model):
             default=Value(self.Status.COMPLETED),
         )
         now = timezone.now()
-        won = bool(
-            Batch.objects.filter(pk=self.pk, sealed=True, finished_at__isnull=True)
-            .filter(total__lte=done)
-            .update(status=final, finished_at=now)
-        )
+        last_member_done = Q(sealed=True, finished_at__isnull=True, total__lte=done)
+        won = guarded_update(self, {"status": final, "finished_at": now}, where=last_member_done)
         if won:
             self.refresh_from_db()
             snapshot = self.snapshot()  # what every callback receives
@@ -265,14 +255,9 @@ class Batch(SignedAccess, models.Model):
         return [name for name in due if getattr(self, name)]
 
     def _enqueue_callback(self, callback: str, now: Any, snapshot: dict[str, Any]) -> None:
-        from django_jobprogress.tasks import resolve_task
-
-        claimed = Batch.objects.filter(
-            pk=self.pk, **{f"{callback}_enqueued_at__isnull": True}
-        ).update(**{f"{callback}_enqueued_at": now})
-        if not claimed:
+        not_yet = Q(**{f"{callback}_enqueued_at__isnull": True})
+        if not guarded_update(self, {f"{callback}_enqueued_at": now}, where=not_yet):
             return
-        setattr(self, f"{callback}_enqueued_at", now)
         resolve_task(getattr(self, callback)).enqueue(
             snapshot, owner=self.owner, **self.callback_kwargs
         )
@@ -280,15 +265,12 @@ class Batch(SignedAccess, models.Model):
     def request_cancel(self, by: Any = None) -> bool:
         """Cancel pending members now and ask running ones to stop; True unless the
         batch had already finished."""
-        from django_jobprogress.models.jobs import JobRecord
-
         now = timezone.now()
-        if not Batch.objects.filter(pk=self.pk, finished_at__isnull=True).update(
-            cancel_requested_at=Coalesce(F("cancel_requested_at"), Value(now))
-        ):
+        first_request = {"cancel_requested_at": Coalesce(F("cancel_requested_at"), Value(now))}
+        if not guarded_update(self, first_request, where=Q(finished_at__isnull=True)):
             return False
         self.refresh_from_db(fields=["cancel_requested_at"])
-        for member in JobRecord.objects.filter(batch_id=self.pk).unfinished():
+        for member in JobRecord.objects.unfinished().filter(batch_id=self.pk):
             member.request_cancel(by=by)
         with transaction.atomic(using=self._state.db or "default"):
             self._finish_if_done()  # a sealed batch with nothing left ends now
@@ -303,8 +285,6 @@ class Batch(SignedAccess, models.Model):
     def live_counts(self) -> dict[str, Any]:
         """Pending and running members, and the summed progress of running ones,
         read from the members' index (only unfinished members are visited)."""
-        from django_jobprogress.models.jobs import JobRecord
-
         rows = (
             JobRecord.objects.filter(batch_id=self.pk)
             .unfinished()
@@ -320,6 +300,4 @@ class Batch(SignedAccess, models.Model):
         return counts
 
     def snapshot(self) -> dict[str, Any]:
-        from django_jobprogress.snapshots import batch_snapshot
-
         return batch_snapshot(self, self.live_counts())

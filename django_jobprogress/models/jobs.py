@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress import fastsql
 from django_jobprogress.exceptions import DuplicateJob
+from django_jobprogress.models.base import user_field
+from django_jobprogress.models.sql import claim_returning, guarded_update
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.signals import job_finished, job_progress, job_started
 from django_jobprogress.snapshots import job_snapshot
@@ -33,7 +33,7 @@ TOKEN_SALT = "django_jobprogress.job-access"
 WORKER_LOST = "worker lost"
 
 
-class JobQuerySet(models.QuerySet):
+class JobQuerySet(models.QuerySet["JobRecord"]):
     def unfinished(self) -> JobQuerySet:
         return self.filter(status__in=JobRecord.UNFINISHED)
 
@@ -55,7 +55,12 @@ class JobQuerySet(models.QuerySet):
         return self.filter(status=JobRecord.Status.PENDING, handed_off_at__isnull=True)
 
 
-class JobManager(models.Manager.from_queryset(JobQuerySet)):
+_JobManagerBase = models.Manager.from_queryset(JobQuerySet)
+
+
+class JobManager(_JobManagerBase):  # type: ignore[type-arg]
+    """``JobRecord.objects``: the queryset's filters, creating, claiming, sweeping."""
+
     def create_pending(
         self, *, on_conflict: str = "return", **fields: Any
     ) -> tuple[JobRecord, bool]:
@@ -92,32 +97,27 @@ class JobManager(models.Manager.from_queryset(JobQuerySet)):
         pid: int,
         delivery_id: str = "",
         now: datetime | None = None,
-        _instance: JobRecord | None = None,
     ) -> JobRecord | None:
-        """Claim job ``job_id`` for this worker and return it, or None if it is not
-        claimable (finished, cancelled, running with a fresh heartbeat, or lost with
-        no attempt left: the sweep fails that one)."""
+        """Claim job ``job_id`` for this worker and return it RUNNING, or None if it is
+        not claimable (finished, cancelled, running with a fresh heartbeat, or lost
+        with no attempt left: the sweep fails that one).
+
+        PENDING -> RUNNING, or a RUNNING job whose heartbeat is stale retaken while it
+        has attempts left; one ``UPDATE ... RETURNING`` counts the attempt, so a second
+        delivery of a live job loses.
+        """
         now = now or timezone.now()
-        values = self.model._claim_values(host, pid, delivery_id, now)
-        record = fastsql.claim_returning(
+        record = claim_returning(
             self.model,
             self.db,
             job_id,
             pending=JobRecord.Status.PENDING,
             running=JobRecord.Status.RUNNING,
             now=now,
-            values=values,
+            values=self.model._claim_values(host, pid, delivery_id, now),
         )
-        if record is NotImplemented:  # no UPDATE ... RETURNING here: read, then claim
-            record = _instance or self.filter(pk=job_id).order_by().first()
-            if record is None or not record._claim_with_orm(values, now):
-                return None
-        elif record is None:
-            return None
-        if _instance is not None and record is not _instance:
-            _instance.__dict__.update({k: v for k, v in record.__dict__.items() if k != "_state"})
-            record = _instance
-        record._send_on_commit(job_started)
+        if record is not None:
+            record._send_on_commit(job_started)
         return record
 
     def fail_stalled(self, now: datetime | None = None) -> int:
@@ -185,14 +185,7 @@ class JobRecord(SignedAccess, models.Model):
     error = models.TextField(_("error"), blank=True)
     traceback = models.TextField(_("traceback"), blank=True)
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("owner"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="jobprogress_jobs",
-    )
+    owner = user_field(_("owner"), related_name="jobprogress_jobs")
     # NULL, not "": the partial unique constraint must ignore jobs without a key.
     batch = models.ForeignKey(
         "django_jobprogress.Batch",
@@ -214,14 +207,7 @@ class JobRecord(SignedAccess, models.Model):
     cancellable = models.BooleanField(_("cancellable"), default=True)
     cancel_threshold = models.FloatField(_("cancel threshold"), default=1.0)
     cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)
-    cancel_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("cancel requested by"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
+    cancel_requested_by = user_field(_("cancel requested by"), related_name="+")
 
     stall_timeout = models.FloatField(_("stall timeout (s)"), default=60.0)
     progress_timeout = models.FloatField(_("progress timeout (s)"), null=True, blank=True)
@@ -293,40 +279,28 @@ class JobRecord(SignedAccess, models.Model):
 
     # -- transitions -------------------------------------------------------
 
-    def _update(self, guard: Q, **changes: Any) -> bool:
-        """Apply ``changes`` if the row still matches ``guard``; mirror them on self."""
-        won = type(self)._base_manager.filter(guard, pk=self.pk).update(**changes) == 1
-        if won:
-            for name, value in changes.items():
-                if not hasattr(value, "resolve_expression"):
-                    setattr(self, name, value)
-        return won
+    def _set(
+        self,
+        changes: dict[str, Any],
+        *,
+        status_in: tuple[str, ...],
+        where: Q | None = None,
+        savepoint: bool = False,
+    ) -> bool:
+        """Apply ``changes`` if the row is still in ``status_in`` (and matches
+        ``where``); mirror them on self. With ``savepoint``, inside a caller's
+        transaction, a refused write leaves that transaction usable."""
+        db = self._state.db or "default"
+        if savepoint and connections[db].in_atomic_block:
+            with transaction.atomic(using=db):
+                return guarded_update(self, changes, status_in=status_in, where=where)
+        return guarded_update(self, changes, status_in=status_in, where=where)
 
-    def _update_if_status(self, statuses: tuple[str, ...], **changes: Any) -> bool:
-        """``_update`` for the common guard "status in statuses", without the ORM's
-        compile cost (see ``fastsql``)."""
-        won = fastsql.update_if(type(self), self._state.db or "default", self.pk, statuses, changes)
-        if won:
-            for name, value in changes.items():
-                setattr(self, name, value)
-        return won
-
-    def _send_on_commit(self, signal) -> None:
+    def _send_on_commit(self, signal: Signal) -> None:
         transaction.on_commit(lambda: signal.send(sender=JobRecord, record=self))
 
-    def claim(
-        self, *, host: str, pid: int, delivery_id: str = "", now: datetime | None = None
-    ) -> bool:
-        """PENDING -> RUNNING for this worker; also retakes a RUNNING job whose heartbeat
-        is stale (its worker is gone) while it has attempts left. A second delivery of a
-        live job loses."""
-        fresh = type(self).objects.claim(
-            self.pk, host=host, pid=pid, delivery_id=delivery_id, now=now, _instance=self
-        )
-        return fresh is not None
-
     @classmethod
-    def _claim_values(cls, host: str, pid: int, delivery_id: str, now: datetime) -> dict:
+    def _claim_values(cls, host: str, pid: int, delivery_id: str, now: datetime) -> dict[str, Any]:
         values = {
             "status": cls.Status.RUNNING,
             # A retry starts over: nothing the previous attempt reported carries on.
@@ -346,21 +320,6 @@ class JobRecord(SignedAccess, models.Model):
             values["queue_task_id"] = str(delivery_id)[:64]
         return values
 
-    def _claim_with_orm(self, values: dict[str, Any], now: datetime) -> bool:
-        guard = Q(status=self.Status.PENDING) | Q(
-            status=self.Status.RUNNING, stale_after__lt=now, attempts__lt=F("max_attempts")
-        )
-        won = self._update(
-            guard,
-            **values,
-            attempts=F("attempts") + 1,
-            stale_after=now + timedelta(seconds=self.stall_timeout),
-            progress_deadline=self._progress_deadline(now),
-        )
-        if won:
-            self.attempts += 1
-        return won
-
     def _progress_deadline(self, now: datetime) -> datetime | None:
         if self.progress_timeout is None:
             return None
@@ -369,14 +328,14 @@ class JobRecord(SignedAccess, models.Model):
     def save_progress(self, values: dict[str, Any], now: datetime | None = None) -> bool:
         """Persist reported progress (and refresh the heartbeat) while RUNNING."""
         now = now or timezone.now()
-        won = self._update_if_status(
-            (self.Status.RUNNING,),
+        changes = {
             **values,
-            heartbeat_at=now,
-            progress_at=now,
-            stale_after=now + timedelta(seconds=self.stall_timeout),
-            progress_deadline=self._progress_deadline(now),
-        )
+            "heartbeat_at": now,
+            "progress_at": now,
+            "stale_after": now + timedelta(seconds=self.stall_timeout),
+            "progress_deadline": self._progress_deadline(now),
+        }
+        won = self._set(changes, status_in=(self.Status.RUNNING,))
         if won:
             self._send_on_commit(job_progress)
         return won
@@ -384,43 +343,23 @@ class JobRecord(SignedAccess, models.Model):
     def beat(self, now: datetime | None = None) -> bool:
         """Refresh the heartbeat of a RUNNING job; False once it is no longer running."""
         now = now or timezone.now()
-        return self._update_if_status(
-            (self.Status.RUNNING,),
-            heartbeat_at=now,
-            stale_after=now + timedelta(seconds=self.stall_timeout),
-        )
+        changes = {"heartbeat_at": now, "stale_after": now + timedelta(seconds=self.stall_timeout)}
+        return self._set(changes, status_in=(self.Status.RUNNING,))
 
-    def _write(self, guard: Q | tuple[str, ...], changes: dict[str, Any]) -> bool:
-        if isinstance(guard, tuple):
-            return self._update_if_status(guard, **changes)
-        return self._update(guard, **changes)
-
-    def _write_guarded(self, guard: Q | tuple[str, ...], changes: dict[str, Any]) -> bool:
-        """``_write`` in a savepoint when inside a caller's transaction, so a refused
-        write can be followed by the minimal one."""
-        db = self._state.db or "default"
-        if not connections[db].in_atomic_block:
-            return self._write(guard, changes)
-        with transaction.atomic(using=db):
-            return self._write(guard, changes)
-
-    def _write_end(self, guard: Q | tuple[str, ...], status: str, changes: dict[str, Any]) -> bool:
+    def _write_end(self, status: str, changes: dict[str, Any], guard: Guard) -> bool:
         now = timezone.now()
         changes.update(status=status, finished_at=now, heartbeat_at=now)
-        in_batch = self.batch_id is not None
-        db = self._state.db or "default"
-        # A savepoint inside a caller's transaction, so a refused write can be followed
-        # by the minimal one.
-        atomic = in_batch or connections[db].in_atomic_block
-        with transaction.atomic(using=db) if atomic else nullcontext():
-            won = self._write(guard, changes)
-            if won and in_batch:
-                from django_jobprogress.models.batches import Batch
-
-                Batch.objects.member_finished(self.batch_id, status)
+        if self.batch_id is None:
+            return self._set(changes, **guard, savepoint=True)
+        # A member's end and its batch's count commit together.
+        with transaction.atomic(using=self._state.db or "default"):
+            won = self._set(changes, **guard)
+            if won:
+                batches: Any = self._meta.get_field("batch").related_model
+                batches.objects.member_finished(self.batch_id, status)
         return won
 
-    def _finish(self, guard: Q | tuple[str, ...], status: str, **changes: Any) -> bool:
+    def _finish(self, status: str, guard: Guard, **changes: Any) -> bool:
         """The one way a job ends; a batch member's end is counted in the same
         transaction, so its batch's counters are never behind its members.
 
@@ -431,8 +370,8 @@ class JobRecord(SignedAccess, models.Model):
         """
         _storable_error(changes)
         won = self._write_or_fall_back(
-            lambda: self._write_end(guard, status, dict(changes)),
-            lambda exc: self._write_end(guard, *_minimal_end(status, changes, exc)),
+            lambda: self._write_end(status, dict(changes), guard),
+            lambda exc: self._write_end(*_minimal_end(status, changes, exc), guard),
         )
         if won:
             self._send_on_commit(job_finished)
@@ -472,8 +411,8 @@ class JobRecord(SignedAccess, models.Model):
         """RUNNING -> COMPLETED with ``result``; progress becomes 1.0."""
         values["progress"] = 1.0
         return self._finish(
-            (self.Status.RUNNING,),
             self.Status.COMPLETED,
+            _RUNNING,
             result=result,
             error="",  # an earlier attempt's error no longer describes the job
             traceback="",
@@ -483,14 +422,14 @@ class JobRecord(SignedAccess, models.Model):
     def fail(self, error: str, traceback: str = "", **values: Any) -> bool:
         """PENDING/RUNNING -> FAILED with the error and its traceback."""
         return self._finish(
-            tuple(self.UNFINISHED),
             self.Status.FAILED,
+            _UNFINISHED,
             error=error,
             traceback=traceback,
             **values,
         )
 
-    def _back_to_pending(self, guard: Q | tuple[str, ...], **changes: Any) -> bool:
+    def _back_to_pending(self, guard: Guard, **changes: Any) -> bool:
         """RUNNING -> PENDING for another attempt; the caller hands it off again."""
         changes.update(
             status=self.Status.PENDING,
@@ -505,10 +444,10 @@ class JobRecord(SignedAccess, models.Model):
         def minimal_retry(exc: DatabaseError) -> bool:
             status, minimal = _minimal_end(self.Status.PENDING, changes, exc)
             minimal.update({k: changes[k] for k in _RETRY_RESET})
-            return self._write_guarded(guard, {"status": status, **minimal})
+            return self._set({"status": status, **minimal}, **guard, savepoint=True)
 
         won = self._write_or_fall_back(
-            lambda: self._write_guarded(guard, dict(changes)), minimal_retry
+            lambda: self._set(dict(changes), **guard, savepoint=True), minimal_retry
         )
         if won:
             self._send_on_commit(job_progress)
@@ -518,12 +457,10 @@ class JobRecord(SignedAccess, models.Model):
         """An attempt raised: back to PENDING while attempts remain (the caller hands
         it to the queue again), else FAILED. Returns whether this call changed the row."""
         if self.attempts < self.max_attempts:
-            return self._back_to_pending(
-                (self.Status.RUNNING,), error=error, traceback=traceback, **values
-            )
+            return self._back_to_pending(_RUNNING, error=error, traceback=traceback, **values)
         return self._finish(
-            (self.Status.RUNNING,),
             self.Status.FAILED,
+            _RUNNING,
             error=error,
             traceback=traceback,
             **values,
@@ -532,44 +469,42 @@ class JobRecord(SignedAccess, models.Model):
     def fail_lost(self, now: datetime | None = None) -> bool:
         """RUNNING with a stale heartbeat -> FAILED "worker lost"."""
         now = now or timezone.now()
-        guard = Q(status=self.Status.RUNNING, stale_after__lt=now)
-        return self._finish(guard, self.Status.FAILED, error=WORKER_LOST)
+        return self._finish(self.Status.FAILED, _lost(now), error=WORKER_LOST)
 
     def recover_lost(self, now: datetime | None = None) -> bool:
         """RUNNING with a stale heartbeat: back to PENDING while attempts remain (the
         lost attempt stays counted; the caller hands it off again), else FAILED
         "worker lost". A re-delivery that retook the job meanwhile wins instead."""
         now = now or timezone.now()
-        guard = Q(status=self.Status.RUNNING, stale_after__lt=now)
         if self.attempts < self.max_attempts:
             return self._back_to_pending(
-                guard & Q(attempts__lt=F("max_attempts")), error=WORKER_LOST, traceback=""
+                _lost(now, Q(attempts__lt=F("max_attempts"))), error=WORKER_LOST, traceback=""
             )
-        return self._finish(guard, self.Status.FAILED, error=WORKER_LOST)
+        return self._finish(self.Status.FAILED, _lost(now), error=WORKER_LOST)
 
     def fail_silent(self, now: datetime | None = None) -> bool:
         """RUNNING past its progress deadline -> FAILED "no progress after N s"."""
         now = now or timezone.now()
-        guard = Q(status=self.Status.RUNNING, progress_deadline__lt=now)
+        guard: Guard = {**_RUNNING, "where": Q(progress_deadline__lt=now)}
         error = f"no progress after {self.progress_timeout:g} s"
-        return self._finish(guard, self.Status.FAILED, error=error)
+        return self._finish(self.Status.FAILED, guard, error=error)
 
     def take_hand_off(self, missing_since: datetime | None) -> bool:
         """Claim the right to hand this PENDING job to the queue again: its hand-off
         failed (``missing_since`` None) or its message was handed off at
         ``missing_since`` and is gone. One sweeper wins."""
-        guard = Q(status=self.Status.PENDING, handed_off_at=missing_since)
+        where = Q(handed_off_at=missing_since)
         if missing_since is None:
-            guard = Q(status=self.Status.PENDING, handed_off_at__isnull=True)
-        return self._update(guard, handed_off_at=timezone.now())
+            where = Q(handed_off_at__isnull=True)
+        return self._set({"handed_off_at": timezone.now()}, **_PENDING, where=where)
 
     def hand_off_failed(self) -> bool:
         """The queue refused the job: it stays PENDING, unsent, for the sweep."""
-        return self._update(Q(status=self.Status.PENDING), handed_off_at=None)
+        return self._set({"handed_off_at": None}, **_PENDING)
 
     def mark_cancelled(self, **values: Any) -> bool:
         """RUNNING -> CANCELLED, after the task stopped at a checkpoint."""
-        return self._finish((self.Status.RUNNING,), self.Status.CANCELLED, **values)
+        return self._finish(self.Status.CANCELLED, _RUNNING, **values)
 
     def request_cancel(self, by: Any = None) -> bool:
         """Ask the job to stop; True if the cancel took effect or is now pending.
@@ -582,18 +517,18 @@ class JobRecord(SignedAccess, models.Model):
         now = timezone.now()
         by_id = by.pk if by is not None else None
         if self._finish(
-            (self.Status.PENDING,),
             self.Status.CANCELLED,
+            _PENDING,
             cancel_requested_at=now,
             cancel_requested_by_id=by_id,
         ):
             return True
-        guard = Q(status=self.Status.RUNNING, cancellable=True, progress__lt=F("cancel_threshold"))
-        won = self._update(
-            guard,
-            cancel_requested_at=Coalesce(F("cancel_requested_at"), now),
-            cancel_requested_by_id=Coalesce(F("cancel_requested_by_id"), by_id),
-        )
+        flag = {
+            "cancel_requested_at": Coalesce(F("cancel_requested_at"), now),
+            "cancel_requested_by_id": Coalesce(F("cancel_requested_by_id"), by_id),
+        }
+        below = Q(cancellable=True, progress__lt=F("cancel_threshold"))
+        won = self._set(flag, **_RUNNING, where=below)
         if won:
             self.refresh_from_db(fields=["cancel_requested_at", "cancel_requested_by"])
             self._send_on_commit(job_progress)
@@ -602,15 +537,28 @@ class JobRecord(SignedAccess, models.Model):
     def decline_cancel(self) -> bool:
         """Withdraw a cancel request the job can no longer honour (it moved past its
         threshold before reaching a checkpoint), so viewers stop expecting it."""
-        won = self._update(
-            Q(status=self.Status.RUNNING, cancel_requested_at__isnull=False),
-            cancel_requested_at=None,
-            cancel_requested_by=None,
-            progress_at=timezone.now(),  # keeps the snapshot's "updated" moving forward
-        )
+        changes = {
+            "cancel_requested_at": None,
+            "cancel_requested_by": None,
+            "progress_at": timezone.now(),  # keeps the snapshot's "updated" moving forward
+        }
+        won = self._set(changes, **_RUNNING, where=Q(cancel_requested_at__isnull=False))
         if won:
             self._send_on_commit(job_progress)
         return won
+
+
+#: Keyword arguments of ``JobRecord._set`` naming the states a transition may start from.
+Guard = dict[str, Any]
+_PENDING: Guard = {"status_in": (JobRecord.Status.PENDING,)}
+_RUNNING: Guard = {"status_in": (JobRecord.Status.RUNNING,)}
+_UNFINISHED: Guard = {"status_in": JobRecord.UNFINISHED}
+
+
+def _lost(now: datetime, also: Q | None = None) -> Guard:
+    """RUNNING with a heartbeat older than its stall timeout (and ``also``)."""
+    where = Q(stale_after__lt=now)
+    return {**_RUNNING, "where": where & also if also is not None else where}
 
 
 _RETRY_RESET = ("worker_host", "worker_pid", "stale_after", "progress_deadline", "handed_off_at")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core import signing
 
 from django_jobprogress import conf
@@ -11,6 +13,7 @@ class SignedAccess:
     """Mixin for models whose bearer token grants read and cancel on one row."""
 
     token_salt: str = ""
+    pk: Any
 
     def access_token(self) -> str:
         """A signed token that lets its bearer read and cancel this object."""

@@ -77,7 +77,7 @@ def progress_bar(
         return {"unavailable": True, "size": size}
     kind = "batch" if isinstance(record, Batch) else "job"
     snapshot = record.snapshot()
-    if kind == "batch":
+    if isinstance(record, Batch):
         default_label, summary = record.name, batch_summary(snapshot)
     else:
         default_label, summary = record.task_name.rsplit(".", 1)[-1], snapshot["message"]

@@ -8,7 +8,7 @@ import time
 import pytest
 from channels.layers import get_channel_layer
 
-from django_jobprogress.adapters.push_channels import MESSAGE_TYPE, _SenderLoop
+from django_jobprogress.adapters.push_channels import _SenderLoop
 from tests.workers import require_redis
 
 GROUP = "jobprogress.test-sender"
@@ -39,7 +39,8 @@ def sender():
 
 
 def message(n):
-    return {"type": MESSAGE_TYPE, "group": GROUP, "snapshot": {"n": n}}
+    """What the sender is given: a snapshot (it wraps it in the envelope it sends)."""
+    return {"n": n}
 
 
 async def next_snapshot(layer, channel):
@@ -116,3 +117,80 @@ def test_a_hung_layer_never_holds_the_job_and_is_logged(settings, sender, caplog
         # The send is given up after PUSH_TIMEOUT, and the loop is free again.
         assert sender.idle.wait(5)
     assert f"could not push to {GROUP}: TimeoutError" in caplog.text
+
+
+# -- lazy snapshots and the batch roll-up, on a layer that records what it is sent ------
+
+
+class RecordingLayer:
+    """A channel layer that keeps every group message; not the in-memory layer, so
+    ``ChannelsPush`` takes it for one that crosses processes."""
+
+    extensions = []
+    sent = []
+
+    def __init__(self, **kwargs):
+        pass
+
+    async def group_send(self, group, message):
+        RecordingLayer.sent.append((group, message))
+
+
+@pytest.fixture
+def recording_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.RecordingLayer"}}
+    RecordingLayer.sent.clear()
+    yield RecordingLayer.sent
+    RecordingLayer.sent.clear()
+
+
+def test_a_lazy_snapshot_is_read_once_when_due_and_the_last_ask_wins(recording_layer, sender):
+    reads = []
+
+    def reader(n):
+        return lambda: reads.append(n) or {"n": n}
+
+    for n in range(5):
+        sender.submit(GROUP, reader(n), delay=0.2)
+    assert sender.idle.wait(5)
+    assert reads == [4]
+    assert recording_layer == [
+        (GROUP, {"type": "jobprogress.update", "group": GROUP, "snapshot": {"n": 4}})
+    ]
+    sender.submit(GROUP, lambda: None)  # a reader may find nothing to send
+    assert sender.idle.wait(5)
+    assert len(recording_layer) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_member_changes_within_a_throttle_period_cost_one_batch_read(
+    recording_layer, settings, memory_queue, monkeypatch
+):
+    from django_jobprogress.adapters import get_push_adapter
+    from django_jobprogress.groups import batch_group
+    from django_jobprogress.models import Batch, JobRecord
+    from tests import jobs
+    from tests.factories import start
+
+    settings.JOBPROGRESS = {**settings.JOBPROGRESS, "THROTTLE": 2.0}
+    reads = []
+    snapshot = Batch.snapshot
+    monkeypatch.setattr(Batch, "snapshot", lambda batch: reads.append(batch.pk) or snapshot(batch))
+    with Batch.open("blast") as batch:
+        members = [jobs.add.enqueue(n, 1, batch=batch) for n in range(5)]
+
+    def batch_pushes():
+        group = batch_group(batch.pk)
+        return [m["snapshot"] for g, m in recording_layer if g == group]
+
+    for member in members[:4]:  # four member ends within one throttle period
+        start(JobRecord.objects.get(pk=member.pk)).complete(1)
+    assert get_push_adapter().flush(10)
+    # One read, after the last of them: its state is what was pushed.
+    assert len(reads) == 1
+    assert [(s["status"], s["succeeded"]) for s in batch_pushes()] == [("running", 4)]
+
+    start(JobRecord.objects.get(pk=members[4].pk)).complete(1)
+    assert get_push_adapter().flush(10)
+    final = batch_pushes()[-1]
+    assert (final["status"], final["succeeded"], final["progress"]) == ("completed", 5, 1.0)

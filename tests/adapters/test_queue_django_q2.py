@@ -14,6 +14,7 @@ from django_jobprogress.execution import run_job
 from django_jobprogress.models import JobRecord
 from django_jobprogress.recovery import sweep
 from tests import jobs
+from tests.factories import start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,7 +104,7 @@ def test_broker_failure_leaves_the_job_pending_for_the_sweep(django_q2, monkeypa
 
 def test_monitor_closes_a_job_the_wrapper_could_not(django_q2):
     record = JobRecord.objects.create(task_name="tests.jobs.add", args=[1, 2])
-    record.claim(host="h", pid=1)
+    start(record)
     close_unfinished(
         sender="django_q",
         task={
@@ -120,7 +121,7 @@ def test_monitor_closes_a_job_the_wrapper_could_not(django_q2):
 
 def test_monitor_leaves_successful_and_foreign_tasks_alone(django_q2):
     record = JobRecord.objects.create(task_name="tests.jobs.add")
-    record.claim(host="h", pid=1)
+    start(record)
     close_unfinished(
         sender="django_q", task={"func": RUN_JOB, "args": (str(record.pk),), "success": True}
     )

@@ -8,6 +8,7 @@ from django.test import RequestFactory
 from django.urls import set_script_prefix
 
 from django_jobprogress.models import JobRecord
+from tests.factories import start
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ def render(source, user=None, **context):
 @pytest.fixture
 def job(make_user):
     record = JobRecord.objects.create(task_name="tests.jobs.ZipExport", owner=make_user())
-    record.claim(host="h", pid=1)
+    start(record)
     record.save_progress({"progress": 0.42, "stage": "zipping", "message": "file 4"})
     return record
 
@@ -89,7 +90,7 @@ def test_token_lets_a_viewer_without_a_session_follow_and_cancel(job):
 
 def test_user_text_is_escaped(make_user):
     record = JobRecord.objects.create(task_name="tests.jobs.add", owner=make_user())
-    record.claim(host="h", pid=1)
+    start(record)
     record.save_progress({"stage": "<img src=x onerror=alert(1)>", "message": "</script><b>"})
     html = render("{% progress_bar job %}", user=record.owner, job=record)
     assert "<img src=x" not in html and "</script><b>" not in html

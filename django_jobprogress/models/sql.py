@@ -1,31 +1,37 @@
-"""Hand-built conditional UPDATEs for the transitions every job makes.
+"""The state layer's hand-written SQL: guarded UPDATEs and the claim.
 
 Compiling an ORM UPDATE costs more client CPU than the statement costs the
-database, and a worker runs several per job. These helpers write the same
-guarded UPDATE directly (values prepared by the fields themselves), and the
-claim uses ``UPDATE ... RETURNING`` so a worker reads and claims its job in one
-round trip. The SQL text, the fields that prepare each value and the
-converters of the returned row are built once per connection and statement
-shape, then reused. Backends without ``RETURNING`` get ``NotImplemented`` and
-the caller falls back to the ORM.
+database, and a worker runs several per job. ``update_if`` writes the guarded
+UPDATE of a status transition directly (values prepared by the fields
+themselves), and ``claim_returning`` uses ``UPDATE ... RETURNING`` so a worker
+reads and claims its job in one round trip. The SQL text, the fields that
+prepare each value and the converters of the returned row are built once per
+connection and statement shape, then reused. PostgreSQL and SQLite >= 3.35 are
+supported; elsewhere the claim raises ``NotSupportedError``.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from django.db import connections
-from django.db.models import Field, Model
+from django.db import NotSupportedError, connections
+from django.db.models import Field, Model, Q
+
+M = TypeVar("M", bound=Model)
+if TYPE_CHECKING:
+    AnyField = Field[Any, Any]
+else:
+    AnyField = Field  # Django's fields take no type arguments at run time
 
 # connection -> statement shape -> what was built for it. Keyed by the connection
 # object (one per thread and alias) because converters are bound to its backend.
-_built: WeakKeyDictionary[Any, dict[tuple, Any]] = WeakKeyDictionary()
+_built: WeakKeyDictionary[Any, dict[tuple[Any, ...], Any]] = WeakKeyDictionary()
 
 
-def _once(connection: Any, key: tuple, build: Callable[[], Any]) -> Any:
+def _once(connection: Any, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
     per_connection = _built.get(connection)
     if per_connection is None:
         per_connection = _built[connection] = {}
@@ -36,16 +42,16 @@ def _once(connection: Any, key: tuple, build: Callable[[], Any]) -> Any:
         return built
 
 
-def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[Field, ...]:
-    return tuple(model._meta.get_field(name) for name in names)
+def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[AnyField, ...]:
+    return tuple(cast(AnyField, model._meta.get_field(name)) for name in names)
 
 
-def _assignments(connection: Any, fields: tuple[Field, ...]) -> list[str]:
+def _assignments(connection: Any, fields: tuple[AnyField, ...]) -> list[str]:
     qn = connection.ops.quote_name
     return [f"{qn(field.column)} = %s" for field in fields]
 
 
-def _prepare(fields: tuple[Field, ...], values: dict[str, Any], connection: Any) -> list:
+def _prepare(fields: tuple[AnyField, ...], values: dict[str, Any], connection: Any) -> list[Any]:
     return [
         field.get_db_prep_save(value, connection)
         for field, value in zip(fields, values.values(), strict=True)
@@ -54,7 +60,7 @@ def _prepare(fields: tuple[Field, ...], values: dict[str, Any], connection: Any)
 
 def _build_update(
     model: type[Model], connection: Any, names: tuple[str, ...], statuses: int
-) -> tuple[str, tuple[Field, ...]]:
+) -> tuple[str, tuple[AnyField, ...]]:
     qn = connection.ops.quote_name
     fields = _fields(model, names)
     placeholders = ", ".join(["%s"] * statuses)
@@ -82,7 +88,39 @@ def update_if(
     params.extend(statuses)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
+
+
+def guarded_update(
+    obj: Model,
+    changes: dict[str, Any],
+    *,
+    status_in: Iterable[str] | None = None,
+    where: Q | None = None,
+) -> bool:
+    """The one way the state layer changes a row: ``UPDATE ... SET changes WHERE pk
+    AND status IN status_in AND where``; True if the row matched (and changed).
+
+    Plain values are mirrored on ``obj``. A guard on the status alone with plain
+    values takes the hand-written statement; anything else goes through the ORM.
+    """
+    using = obj._state.db or "default"
+    model = type(obj)
+    plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
+    if where is None and status_in is not None and plain:
+        won = update_if(model, using, obj.pk, status_in, changes)
+    else:
+        rows = model._base_manager.using(using).filter(pk=obj.pk)
+        if status_in is not None:
+            rows = rows.filter(status__in=tuple(status_in))
+        if where is not None:
+            rows = rows.filter(where)
+        won = bool(rows.update(**changes) == 1)
+    if won:
+        for name, value in changes.items():
+            if not hasattr(value, "resolve_expression"):
+                setattr(obj, name, value)
+    return won
 
 
 def _plus_seconds(connection: Any, column: str) -> str | None:
@@ -104,7 +142,7 @@ def _supports_returning(connection: Any) -> bool:
 
 def _build_claim(
     model: type[Model], connection: Any, names: tuple[str, ...]
-) -> tuple[str, tuple[Field, ...]] | None:
+) -> tuple[str, tuple[AnyField, ...]] | None:
     stale = _plus_seconds(connection, "stall_timeout")
     deadline = _plus_seconds(connection, "progress_timeout")
     if stale is None or deadline is None or not _supports_returning(connection):
@@ -127,7 +165,7 @@ def _build_claim(
     return sql, fields
 
 
-def _build_reader(model: type[Model], connection: Any) -> Callable[[str, tuple], Model]:
+def _build_reader(model: type[M], connection: Any) -> Callable[[str, tuple[Any, ...]], M]:
     """A function turning a returned row (all concrete fields) into an instance."""
     fields = model._meta.concrete_fields
     attnames = [f.attname for f in fields]
@@ -138,7 +176,7 @@ def _build_reader(model: type[Model], connection: Any) -> Callable[[str, tuple],
         if converters:
             converting.append((index, col, converters))
 
-    def read(using: str, row: tuple) -> Model:
+    def read(using: str, row: tuple[Any, ...]) -> M:
         values = list(row)
         for index, col, converters in converting:
             value = values[index]
@@ -151,7 +189,7 @@ def _build_reader(model: type[Model], connection: Any) -> Callable[[str, tuple],
 
 
 def claim_returning(
-    model: type[Model],
+    model: type[M],
     using: str,
     pk: Any,
     *,
@@ -159,7 +197,7 @@ def claim_returning(
     running: str,
     now: Any,
     values: dict[str, Any],
-) -> Model | None:
+) -> M | None:
     """Claim a PENDING job (or a RUNNING one whose heartbeat is stale, while it has
     attempts left) and return it.
 
@@ -172,9 +210,12 @@ def claim_returning(
         connection, ("claim", model, names), lambda: _build_claim(model, connection, names)
     )
     if statement is None:
-        return NotImplemented
+        raise NotSupportedError(
+            f"django-jobprogress claims jobs with UPDATE ... RETURNING: it needs PostgreSQL "
+            f"or SQLite >= 3.35, not {connection.vendor}"
+        )
     sql, fields = statement
-    when = model._meta.get_field("stale_after").get_db_prep_save(now, connection)
+    when = cast(AnyField, model._meta.get_field("stale_after")).get_db_prep_save(now, connection)
     pk_value = model._meta.pk.get_db_prep_value(pk, connection)
     # SET values, the two timeouts' start, then WHERE pk, statuses, staleness cut-off.
     params = [*_prepare(fields, values, connection), when, when, pk_value, pending, running, when]
@@ -183,5 +224,7 @@ def claim_returning(
         row = cursor.fetchone()
     if row is None:
         return None
-    read = _once(connection, ("read", model), lambda: _build_reader(model, connection))
+    read: Callable[[str, tuple[Any, ...]], M] = _once(
+        connection, ("read", model), lambda: _build_reader(model, connection)
+    )
     return read(using, row)
