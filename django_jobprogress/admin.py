@@ -19,8 +19,23 @@ else:
     MemberInlineBase = admin.TabularInline
 
 
+class ReadOnlyWithCancel:
+    """Rows are written by jobs, never by hand; cancelling needs ``cancel_<model>``."""
+
+    opts: Any
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: Any) -> bool:
+        return bool(request.user.has_perm(f"django_jobprogress.cancel_{self.opts.model_name}"))
+
+
 @admin.register(JobRecord)
-class JobRecordAdmin(JobAdminBase):
+class JobRecordAdmin(ReadOnlyWithCancel, JobAdminBase):
     list_display = ("task_name", "status", "progress_percent", "stage", "owner", "created_at")
     list_filter = ("status", "task_name", "queue", "batch")
     search_fields = ("=id", "task_name", "key", "stage", "message", "error")
@@ -32,15 +47,6 @@ class JobRecordAdmin(JobAdminBase):
     @admin.display(description=_("progress"), ordering="progress")
     def progress_percent(self, obj: JobRecord) -> str:
         return f"{obj.progress:.0%}"
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_cancel_permission(self, request: Any) -> bool:
-        return request.user.has_perm("django_jobprogress.cancel_jobrecord")
 
     @admin.action(description=_("Cancel selected jobs"), permissions=["cancel"])
     def cancel_jobs(self, request: Any, queryset: Any) -> None:
@@ -68,7 +74,7 @@ class MemberInline(MemberInlineBase):
 
 
 @admin.register(Batch)
-class BatchAdmin(BatchAdminBase):
+class BatchAdmin(ReadOnlyWithCancel, BatchAdminBase):
     list_display = ("name", "status", "total", "succeeded", "failed", "cancelled", "created_at")
     list_filter = ("status",)
     search_fields = ("=id", "name")
@@ -76,15 +82,6 @@ class BatchAdmin(BatchAdminBase):
     actions = ["cancel_batches"]
     readonly_fields = [f.name for f in Batch._meta.fields]
     inlines = [MemberInline]
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_cancel_permission(self, request: Any) -> bool:
-        return request.user.has_perm("django_jobprogress.cancel_batch")
 
     @admin.action(description=_("Cancel selected batches"), permissions=["cancel"])
     def cancel_batches(self, request: Any, queryset: Any) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core import checks
 
 from django_jobprogress import conf
+from django_jobprogress.adapters import get_push_adapter, get_queue_adapter
+from django_jobprogress.exceptions import JobProgressConfigurationError
 
 # Zero would drop every push (PUSH_TIMEOUT) or spin on the database (WATCH_INTERVAL,
 # SWEEP_INTERVAL, REDELIVER_AFTER).
@@ -68,8 +71,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 def _check_channel_layer() -> list[checks.CheckMessage]:
-    from django.conf import settings
-
     alias = conf.get("CHANNEL_LAYER")
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     if layers is not None and alias not in layers:
@@ -100,21 +101,15 @@ def _check_intervals() -> list[checks.CheckMessage]:
 
 @checks.register()
 def check_queue_adapter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django_jobprogress.adapters import get_queue_adapter
-
     return _check_adapter(get_queue_adapter, "jobprogress.E005")
 
 
 @checks.register()
 def check_push_adapter(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from django_jobprogress.adapters import get_push_adapter
-
     return _check_adapter(get_push_adapter, "jobprogress.E009")
 
 
 def _check_adapter(load: Any, check_id: str) -> list[checks.CheckMessage]:
-    from django_jobprogress.exceptions import JobProgressConfigurationError
-
     try:
         adapter = load()
     except JobProgressConfigurationError as exc:

@@ -14,7 +14,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from django_jobprogress.progress import Progress
-from django_jobprogress.validation import check_json, describe_error
+from django_jobprogress.validation import describe_error, validate_json
 
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
@@ -47,7 +47,7 @@ class JobRun:
         if progress.closed:
             return False
         try:
-            check_json("return value", result)
+            validate_json("return value", result)
         except (TypeError, ValueError) as exc:
             # Not storable is a wrong type of result, whatever the check found.
             error = exc if isinstance(exc, TypeError) else TypeError(str(exc))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from django_jobprogress import conf
-from django_jobprogress.validation import check_fraction
+from django_jobprogress.validation import validate_fraction
 
 
 def _seconds(name: str, value: Any) -> None:
@@ -42,7 +42,7 @@ class TaskOptions:
             raise TypeError(f"queue must be a string, got {self.queue!r}")
         if not isinstance(self.cancellable, bool):
             raise TypeError(f"cancellable must be True or False, got {self.cancellable!r}")
-        check_fraction("cancel_threshold", self.cancel_threshold)
+        validate_fraction("cancel_threshold", self.cancel_threshold)
         for name in ("throttle", "stall_timeout", "progress_timeout"):
             _seconds(name, getattr(self, name))
         if self.timeout is not None and (

@@ -18,26 +18,17 @@ from typing import Any
 
 from django_jobprogress.exceptions import JobCancelled, JobNotRunning
 from django_jobprogress.models import JobRecord
-
-# The validators live in ``validation``; they stay importable from here too.
 from django_jobprogress.validation import (
     MAX_BIGINT,
-    check_count,
-    check_fraction,
-    check_json,
-    check_text,
     describe_error,
     storable_text,
+    validate_count,
+    validate_fraction,
+    validate_json,
+    validate_text,
 )
 
-__all__ = [
-    "Progress",
-    "check_count",
-    "check_fraction",
-    "check_json",
-    "check_text",
-    "describe_error",
-]
+__all__ = ["Progress"]
 
 _monotonic = time.monotonic
 
@@ -88,7 +79,7 @@ class Progress:
     @total.setter
     def total(self, value: int) -> None:
         self._raise_if_closed()
-        self._total = check_count("total", value)
+        self._total = validate_count("total", value)
         self._counting = True
         self._changed(force=True)
 
@@ -100,7 +91,7 @@ class Progress:
 
     def update(self, fraction: float) -> None:
         """Set progress to ``fraction`` (0.5 is half done)."""
-        value = check_fraction("fraction", fraction)
+        value = validate_fraction("fraction", fraction)
         self._raise_if_closed()
         self._fraction = value
         self._counting = False
@@ -113,10 +104,10 @@ class Progress:
         ``max`` is the share of the bar the steps take, clamped to ``1 - base``,
         so a phase can follow ``update(base)``; ``total == 0`` lands on ``base``.
         """
-        completed = check_count("completed", completed)
-        total = check_count("total", total)
-        base = check_fraction("base", base)
-        share = min(check_fraction("max", max), 1.0 - base)
+        completed = validate_count("completed", completed)
+        total = validate_count("total", total)
+        base = validate_fraction("base", base)
+        share = min(validate_fraction("max", max), 1.0 - base)
         if completed > total:
             raise ValueError(f"completed ({completed!r}) must not exceed total ({total!r})")
         self._raise_if_closed()
@@ -129,7 +120,7 @@ class Progress:
     def increment(self, n: int = 1) -> None:
         """Count ``n`` more items done (of ``total``)."""
         if type(n) is not int or n < 0:
-            n = check_count("n", n)
+            n = validate_count("n", n)
         if self._closed is not None:
             self._raise_if_closed()
         current = self._current + n
@@ -148,7 +139,7 @@ class Progress:
 
     def decrement(self, n: int = 1) -> None:
         """Count ``n`` items as not done after all."""
-        n = check_count("n", n)
+        n = validate_count("n", n)
         if n > self._current:
             raise ValueError(
                 f"decrement({n!r}) would make current negative (it is {self._current})"
@@ -160,7 +151,7 @@ class Progress:
 
     def stage(self, label: str) -> None:
         """Name the phase the job is in; written at once."""
-        label = check_text("stage", label)[:255]
+        label = validate_text("stage", label)[:255]
         self._raise_if_closed()
         changed = label != self._stage
         self._stage = label
@@ -168,15 +159,15 @@ class Progress:
 
     def message(self, text: str) -> None:
         """A human-readable line about what the job is doing now."""
-        self._message = check_text("message", text)
+        self._message = validate_text("message", text)
         self._raise_if_closed()
         self._changed()
 
     def set(self, **fields: Any) -> None:
         """Free-form JSON status fields, merged into ``record.fields``."""
         for name, value in fields.items():
-            check_text(f"field name {name!r}", name)
-            check_json(f"field {name!r}", value)
+            validate_text(f"field name {name!r}", name)
+            validate_json(f"field {name!r}", value)
         self._raise_if_closed()
         self._fields.update(fields)
         self._changed()
@@ -191,7 +182,7 @@ class Progress:
 
     def complete(self, result: Any = None) -> None:
         """End the job COMPLETED with ``result`` (JSON) now."""
-        check_json("result", result)
+        validate_json("result", result)
         self._end("completed", lambda values: self.record.complete(result, **values))
 
     def fail(self, error: BaseException | str) -> None:

@@ -23,7 +23,7 @@ from django_jobprogress.exceptions import JobProgressConfigurationError
 from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.options import TaskOptions
 from django_jobprogress.registry import ProgressTask, resolve_task
-from django_jobprogress.validation import check_json, check_owner, check_text, shown
+from django_jobprogress.validation import shown, validate_json, validate_owner, validate_text
 
 if TYPE_CHECKING:
     from django_jobprogress.adapters.base import QueueAdapter
@@ -175,7 +175,7 @@ def progress_task(func: Callable[..., Any] | None = None, **options: Any) -> Any
 
 def _owner_or_none(owner: Any) -> Any:
     """A saved user, or None for ``None`` / ``AnonymousUser``; anything else raises."""
-    return check_owner("owner", owner)
+    return validate_owner("owner", owner)
 
 
 def enqueue(
@@ -209,19 +209,19 @@ def enqueue(
             raise ValueError(
                 f"key must be a non-empty string of at most 255 characters, got {shown(key)}"
             )
-        check_text("key", key)
+        validate_text("key", key)
     if queue is not None and not isinstance(queue, str):
         raise TypeError(f"queue must be a string, got {queue!r}")
     if batch is not None and not isinstance(batch, Batch):
         raise TypeError(f"batch must be a Batch (from Batch.open(...)), got {batch!r}")
     for position, value in enumerate(args, 1):
-        check_json(f"argument {position}", value)
+        validate_json(f"argument {position}", value)
     for kw, value in kwargs.items():
-        check_text(f"argument name {kw!r}", kw)
-        check_json(f"argument {kw!r}", value)
+        validate_text(f"argument name {kw!r}", kw)
+        validate_json(f"argument {kw!r}", value)
     owner = _owner_or_none(owner)
     options = task.get_options()
-    queue = check_text("queue", queue or options.queue or "")
+    queue = validate_text("queue", queue or options.queue or "")
     if len(queue) > 100:
         raise ValueError(f"queue must be at most 100 characters, got {shown(queue)}")
 

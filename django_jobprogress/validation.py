@@ -78,7 +78,7 @@ def storable_text(value: str) -> str:
     return _UNSTORABLE.sub("\ufffd", value)
 
 
-def check_text(name: str, value: Any) -> str:
+def validate_text(name: str, value: Any) -> str:
     """``value`` if it is a string the database can store, else an error naming it."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, got {shown(value)}")
@@ -88,7 +88,7 @@ def check_text(name: str, value: Any) -> str:
     return value
 
 
-def check_fraction(name: str, value: Any) -> float:
+def validate_fraction(name: str, value: Any) -> float:
     """``value`` as a float in [0, 1], or an error naming it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number between 0 and 1, got {shown(value)}")
@@ -101,7 +101,7 @@ def check_fraction(name: str, value: Any) -> float:
     return fraction
 
 
-def check_count(name: str, value: Any) -> int:
+def validate_count(name: str, value: Any) -> int:
     """``value`` as a non-negative int that fits a BigIntegerField, or an error naming it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {shown(value)}")
@@ -145,7 +145,7 @@ def _scalar_problem(where: str, item: Any) -> tuple[type[Exception], str] | None
     )
 
 
-def check_json(name: str, value: Any) -> Any:
+def validate_json(name: str, value: Any) -> Any:
     """``value`` unchanged if both databases can store it as JSON, else an error
     that names it and where it is inside ``name`` (``field 'stats'['ratio']``).
 
@@ -192,7 +192,7 @@ def check_json(name: str, value: Any) -> Any:
     return value
 
 
-def check_owner(name: str, owner: Any) -> Any:
+def validate_owner(name: str, owner: Any) -> Any:
     """A saved user, or None for no owner (``None`` or ``AnonymousUser``).
 
     Anything else raises: ``owner="bob"`` must not quietly mean "no owner".

@@ -86,28 +86,22 @@ def _cancel(request: HttpRequest, model: Any, pk: UUID) -> JsonResponse:
     )
 
 
-@never_cache
-@_methods("GET")
-def job_detail(request: HttpRequest, job_id: UUID) -> JsonResponse:
-    return _detail(request, JobRecord, job_id)
+def _endpoint(method: str, answer: Callable[..., JsonResponse], model: Any, id_name: str) -> View:
+    """The view answering ``method`` for one object of ``model``, named by the URL's
+    ``id_name`` (``job_id``, ``batch_id``)."""
+
+    @never_cache
+    @_methods(method)
+    def view(request: HttpRequest, **ids: UUID) -> JsonResponse:
+        return answer(request, model, ids[id_name])
+
+    return view
 
 
-@never_cache
-@_methods("POST")
-def job_cancel(request: HttpRequest, job_id: UUID) -> JsonResponse:
-    return _cancel(request, JobRecord, job_id)
-
-
-@never_cache
-@_methods("GET")
-def batch_detail(request: HttpRequest, batch_id: UUID) -> JsonResponse:
-    return _detail(request, Batch, batch_id)
-
-
-@never_cache
-@_methods("POST")
-def batch_cancel(request: HttpRequest, batch_id: UUID) -> JsonResponse:
-    return _cancel(request, Batch, batch_id)
+job_detail = _endpoint("GET", _detail, JobRecord, "job_id")
+job_cancel = _endpoint("POST", _cancel, JobRecord, "job_id")
+batch_detail = _endpoint("GET", _detail, Batch, "batch_id")
+batch_cancel = _endpoint("POST", _cancel, Batch, "batch_id")
 
 
 @never_cache

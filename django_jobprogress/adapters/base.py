@@ -6,7 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.core.checks import CheckMessage
+from django.apps import apps
+from django.core.checks import CheckMessage, Error
 
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
@@ -155,9 +156,6 @@ class PushWatch(ABC):
 
 def require_installed(app: str, check_id: str) -> list[CheckMessage]:
     """The check an adapter makes for the Django app it runs on."""
-    from django.apps import apps
-    from django.core.checks import Error
-
     if apps.is_installed(app):
         return []
     return [

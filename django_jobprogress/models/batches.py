@@ -29,7 +29,7 @@ from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import ProgressTask, resolve_task
 from django_jobprogress.signals import batch_finished
 from django_jobprogress.snapshots import batch_snapshot
-from django_jobprogress.validation import check_json, check_owner, check_text, shown
+from django_jobprogress.validation import shown, validate_json, validate_owner, validate_text
 
 logger = logging.getLogger(__name__)
 
@@ -147,10 +147,10 @@ class Batch(SignedAccess, models.Model):
         An exception in the block cancels the batch and its pending jobs, and its
         callbacks never run; the exception propagates.
         """
-        if not check_text("name", name):
+        if not validate_text("name", name):
             raise ValueError(f"a batch needs a non-empty name, got {name!r}")
-        owner = check_owner("owner", owner)
-        callback_kwargs = check_json("callback_kwargs", callback_kwargs or {})
+        owner = validate_owner("owner", owner)
+        callback_kwargs = validate_json("callback_kwargs", callback_kwargs or {})
         if not isinstance(callback_kwargs, dict) or not all(
             isinstance(key, str) for key in callback_kwargs
         ):
