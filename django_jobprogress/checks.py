@@ -12,9 +12,9 @@ from django_jobprogress import conf
 from django_jobprogress.adapters import get_push_adapter, get_queue_adapter
 from django_jobprogress.exceptions import JobProgressConfigurationError
 
-# Zero would drop every push (PUSH_TIMEOUT) or spin on the database (WATCH_INTERVAL,
-# SWEEP_INTERVAL, REDELIVER_AFTER).
-POSITIVE = ("PUSH_TIMEOUT", "WATCH_INTERVAL", "SWEEP_INTERVAL", "REDELIVER_AFTER")
+# Zero would drop every push (PUSH_TIMEOUT), spin on the database (WATCH_INTERVAL,
+# SWEEP_INTERVAL, REDELIVER_AFTER) or prune jobs as they finish (PRUNE_AFTER).
+POSITIVE = ("PUSH_TIMEOUT", "WATCH_INTERVAL", "SWEEP_INTERVAL", "REDELIVER_AFTER", "PRUNE_AFTER")
 
 
 @checks.register()

@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a PENDING job's lost queue message goes unnoticed at most before the
     # sweep hands the job off again (also the least time between two such hand-offs).
     "REDELIVER_AFTER": 60.0,
+    # Seconds after which ``manage.py prune_jobs`` deletes a finished job (14 days).
+    "PRUNE_AFTER": 14 * 24 * 3600,
 }
 
 # The types each key accepts, used by the system checks.
@@ -46,6 +48,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "WATCH_INTERVAL": (int, float),
     "SWEEP_INTERVAL": (int, float, type(None)),
     "REDELIVER_AFTER": (int, float),
+    "PRUNE_AFTER": (int, float),
 }
 
 

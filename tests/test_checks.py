@@ -28,9 +28,9 @@ def test_unknown_key_is_named():
     assert check_settings() == [
         checks.Error(
             "JOBPROGRESS has an unknown key 'THROTLE'.",
-            hint="Known keys: CHANNEL_LAYER, HEARTBEAT_INTERVAL, PUSH_ADAPTER, PUSH_TIMEOUT, "
-            "QUEUE_ADAPTER, REDELIVER_AFTER, STALL_TIMEOUT, SWEEP_INTERVAL, THROTTLE, "
-            "TOKEN_MAX_AGE, WATCH_INTERVAL.",
+            hint="Known keys: CHANNEL_LAYER, HEARTBEAT_INTERVAL, PRUNE_AFTER, PUSH_ADAPTER, "
+            "PUSH_TIMEOUT, QUEUE_ADAPTER, REDELIVER_AFTER, STALL_TIMEOUT, SWEEP_INTERVAL, "
+            "THROTTLE, TOKEN_MAX_AGE, WATCH_INTERVAL.",
             id="jobprogress.E002",
         )
     ]
