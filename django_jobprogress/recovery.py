@@ -59,10 +59,7 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> SweepReport:
     for record in rescued:
         hand_off_again(record)
     report.rescued = len(rescued)
-    report.failed_silent = sum(
-        record.fail_silent(now)
-        for record in JobRecord.objects.silent(now).order_by("progress_deadline")[:limit]
-    )
+    report.failed_silent = JobRecord.objects.fail_silent(now, limit)
     report.handed_off = redeliver_lost(now, limit)
     if report:
         logger.info("recovery sweep: %s", report)

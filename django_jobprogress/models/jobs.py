@@ -143,10 +143,12 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
                     failed += 1
         return rescued, failed
 
-    def fail_silent(self, now: datetime | None = None) -> int:
-        """Mark jobs past their ``progress_timeout`` FAILED; return how many."""
+    def fail_silent(self, now: datetime | None = None, limit: int | None = None) -> int:
+        """Mark jobs past their ``progress_timeout`` FAILED (at most ``limit``, the
+        longest silent first); return how many."""
         now = now or timezone.now()
-        return sum(record.fail_silent(now) for record in self.silent(now))
+        silent = self.silent(now).order_by("progress_deadline")[:limit]
+        return sum(record.fail_silent(now) for record in silent)
 
 
 class JobRecord(SignedAccess, models.Model):
