@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 
-from django_jobprogress import conf
+from django_jobprogress import conf, schedules
 from django_jobprogress.adapters import get_push_adapter, get_queue_adapter
 from django_jobprogress.exceptions import JobProgressConfigurationError
 
@@ -67,7 +67,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if not errors:
         errors.extend(_check_intervals())
         errors.extend(_check_channel_layer())
+        errors.extend(_check_schedules())
     return errors
+
+
+def _check_schedules() -> list[checks.CheckMessage]:
+    return [
+        checks.Error(
+            problem,
+            hint="See the schedules section of docs/operations.rst.",
+            id="jobprogress.E011",
+        )
+        for problem in schedules.problems()
+    ]
 
 
 def _check_channel_layer() -> list[checks.CheckMessage]:

@@ -33,6 +33,10 @@ DEFAULTS: dict[str, Any] = {
     "REDELIVER_AFTER": 60.0,
     # Seconds after which ``manage.py prune_jobs`` deletes a finished job (14 days).
     "PRUNE_AFTER": 14 * 24 * 3600,
+    # Recurring jobs: name -> {"task": ..., "cron": ... or "every": ..., ...}; see
+    # ``django_jobprogress.schedules``. Synced on ``migrate`` and by
+    # ``manage.py jobprogress_schedules``.
+    "SCHEDULES": {},
 }
 
 # The types each key accepts, used by the system checks.
@@ -49,6 +53,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "SWEEP_INTERVAL": (int, float, type(None)),
     "REDELIVER_AFTER": (int, float),
     "PRUNE_AFTER": (int, float),
+    "SCHEDULES": (dict,),
 }
 
 

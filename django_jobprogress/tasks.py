@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from django.db import transaction
@@ -35,6 +36,7 @@ __all__ = [
     "ProgressTask",
     "TaskOptions",
     "enqueue",
+    "enqueue_or_find",
     "progress_task",
     "resolve_task",
 ]
@@ -192,6 +194,30 @@ def enqueue(
     """Write the PENDING row (counted in ``batch``, if given) and hand it to the queue
     once committed. Every value is checked first: a bad one raises, naming it, and
     nothing is written."""
+    options = dict(owner=owner, key=key, queue=queue, on_conflict=on_conflict, batch=batch)
+    record, _created = enqueue_or_find(task, args, kwargs, **options)
+    return record
+
+
+def enqueue_or_find(
+    task: ProgressTask,
+    args: tuple[Any, ...] | list[Any],
+    kwargs: dict[str, Any],
+    *,
+    owner: Any = None,
+    key: str | None = None,
+    queue: str | None = None,
+    on_conflict: str = "return",
+    batch: Batch | None = None,
+    max_attempts: int | None = None,
+    scheduled_for: datetime | None = None,
+) -> tuple[JobRecord, bool]:
+    """``enqueue``, also telling whether the record is new (False: it is the key's
+    unfinished job, returned under ``on_conflict="return"``).
+
+    ``max_attempts`` overrides the task's; ``scheduled_for`` is the schedule slot
+    the run is for.
+    """
     name = task.get_task_name()
     try:
         found = import_string(name)
@@ -239,15 +265,16 @@ def enqueue(
         cancel_threshold=options.cancel_threshold,
         stall_timeout=options.effective_stall_timeout(),
         progress_timeout=options.progress_timeout,
-        max_attempts=_max_attempts(options, adapter),
+        max_attempts=_max_attempts(max_attempts or options.max_attempts, adapter),
+        scheduled_for=scheduled_for,
     )
     if created:
         # A refused hand-off leaves the row PENDING for the sweep; the caller goes on.
         transaction.on_commit(functools.partial(hand_off, record, options))
-    return record
+    return record, created
 
 
-def _max_attempts(options: TaskOptions, adapter: QueueAdapter) -> int:
+def _max_attempts(wanted: int | None, adapter: QueueAdapter) -> int:
     if not adapter.supports_retries:
         return 1
-    return adapter.cap_attempts(options.max_attempts or adapter.default_max_attempts())
+    return adapter.cap_attempts(wanted or adapter.default_max_attempts())

@@ -29,7 +29,7 @@ def test_unknown_key_is_named():
         checks.Error(
             "JOBPROGRESS has an unknown key 'THROTLE'.",
             hint="Known keys: CHANNEL_LAYER, HEARTBEAT_INTERVAL, PRUNE_AFTER, PUSH_ADAPTER, "
-            "PUSH_TIMEOUT, QUEUE_ADAPTER, REDELIVER_AFTER, STALL_TIMEOUT, SWEEP_INTERVAL, "
+            "PUSH_TIMEOUT, QUEUE_ADAPTER, REDELIVER_AFTER, SCHEDULES, STALL_TIMEOUT, SWEEP_INTERVAL, "
             "THROTTLE, TOKEN_MAX_AGE, WATCH_INTERVAL.",
             id="jobprogress.E002",
         )

@@ -206,6 +206,9 @@ class JobRecord(SignedAccess, models.Model):
         _("handed off"), null=True, blank=True, default=timezone.now
     )
 
+    # The slot a recurring schedule started this run for (its key is the schedule's name).
+    scheduled_for = models.DateTimeField(_("scheduled for"), null=True, blank=True)
+
     cancellable = models.BooleanField(_("cancellable"), default=True)
     cancel_threshold = models.FloatField(_("cancel threshold"), default=1.0)
     cancel_requested_at = models.DateTimeField(_("cancel requested at"), null=True, blank=True)

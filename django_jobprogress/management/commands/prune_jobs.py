@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from argparse import ArgumentParser
 from datetime import timedelta
 from typing import Any
@@ -11,25 +10,21 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from django_jobprogress import conf
+from django_jobprogress.durations import EXAMPLES, parse_duration
 from django_jobprogress.exceptions import JobProgressConfigurationError
 from django_jobprogress.models import JobRecord
 from django_jobprogress.pruning import FINISHED, prune
 from django_jobprogress.registry import resolve_task
 
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
-
 
 def parse_age(text: str) -> timedelta:
     """``30m``, ``12h``, ``7d``, ``2w`` or a number of seconds, as a timedelta."""
-    found = AGE.fullmatch(text.strip())
-    if found is None:
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError:
         raise CommandError(
-            f"--older-than must be an age such as 30m, 12h, 7d, 2w or a number of seconds, "
-            f"got {text!r}"
-        )
-    number, unit = found.groups()
-    return timedelta(seconds=float(number) * UNITS[unit or "s"])
+            f"--older-than must be an age such as {EXAMPLES}, got {text!r}"
+        ) from None
 
 
 class Command(BaseCommand):
