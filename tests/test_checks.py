@@ -29,8 +29,8 @@ def test_unknown_key_is_named():
         checks.Error(
             "JOBPROGRESS has an unknown key 'THROTLE'.",
             hint="Known keys: CHANNEL_LAYER, HEARTBEAT_INTERVAL, PRUNE_AFTER, PUSH_ADAPTER, "
-            "PUSH_TIMEOUT, QUEUE_ADAPTER, REDELIVER_AFTER, SCHEDULES, STALL_TIMEOUT, SWEEP_INTERVAL, "
-            "THROTTLE, TOKEN_MAX_AGE, WATCH_INTERVAL.",
+            "PUSH_TIMEOUT, QUEUE_ADAPTER, REDELIVER_AFTER, SCHEDULES, STALL_TIMEOUT, "
+            "SWEEP_INTERVAL, THROTTLE, TOKEN_MAX_AGE, WATCH_INTERVAL.",
             id="jobprogress.E002",
         )
     ]
@@ -174,5 +174,54 @@ def test_unknown_channel_layer_alias_is_a_warning():
             "not pushed: sockets re-read the database instead.",
             hint="Use one of: default.",
             id="jobprogress.W003",
+        )
+    ]
+
+
+@override_settings(
+    JOBPROGRESS={
+        "SCHEDULES": {
+            "nightly": {"task": "tests.jobs.add", "cron": "0 3 * * *"},
+            "typo": {"task": "tests.jobs.ad", "every": 60},
+            "both": {"task": "tests.jobs.add", "cron": "0 3 * * *", "every": 60},
+            "bad-cron": {"task": "tests.jobs.add", "cron": "0 25 * * *"},
+            "extra": {"task": "tests.jobs.add", "every": 60, "retries": 2},
+        }
+    }
+)
+def test_each_bad_schedule_is_an_error_that_names_it():
+    hint = "See the schedules section of docs/operations.rst."
+    assert check_settings() == [
+        checks.Error(
+            "schedule 'typo': task 'tests.jobs.ad' cannot be imported: Module \"tests.jobs\" "
+            'does not define a "ad" attribute/class',
+            hint=hint,
+            id="jobprogress.E011",
+        ),
+        checks.Error(
+            "schedule 'both' needs exactly one of 'cron' and 'every'",
+            hint=hint,
+            id="jobprogress.E011",
+        ),
+        checks.Error(
+            "schedule 'bad-cron': 'cron' must be a five-field cron expression such as "
+            "'0 3 * * *', got '0 25 * * *'",
+            hint=hint,
+            id="jobprogress.E011",
+        ),
+        checks.Error(
+            "schedule 'extra' has unknown keys 'retries' (known: task, cron, every, timezone, "
+            "args, kwargs, queue, max_attempts)",
+            hint=hint,
+            id="jobprogress.E011",
+        ),
+    ]
+
+
+@override_settings(JOBPROGRESS={"SCHEDULES": ["nightly"]})
+def test_schedules_must_be_a_dict():
+    assert check_settings() == [
+        checks.Error(
+            "JOBPROGRESS['SCHEDULES'] must be dict, got ['nightly'].", id="jobprogress.E003"
         )
     ]

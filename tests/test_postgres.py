@@ -5,14 +5,17 @@ barrier releases them at the same instant so their statements really overlap.
 """
 
 import threading
+from datetime import timedelta
 from functools import partial
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
+from django_jobprogress import scheduler
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
 from django_jobprogress.execution import run_job
-from django_jobprogress.models import JobRecord
+from django_jobprogress.models import JobRecord, Schedule
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_finished, job_started
 from tests import jobs
@@ -298,3 +301,22 @@ def test_the_sweep_and_a_redelivery_racing_for_a_lost_job_give_one_outcome(memor
         else:  # the redelivery retook it first: the sweep's guarded rescue lost
             assert retaken and (stored.status, stored.attempts) == ("running", 2)
         assert stored.attempts <= stored.max_attempts
+
+
+def test_four_schedulers_at_once_start_each_slot_once(memory_queue, settings):
+    schedules = {"tick": {"task": "tests.jobs.add", "every": 60, "args": [1, 2]}}
+    settings.JOBPROGRESS = {**settings.JOBPROGRESS, "SCHEDULES": schedules}
+    scheduler.sync()
+    slot = timezone.now()
+    for round_number in range(ROUNDS):
+        slot += timedelta(seconds=60)
+        Schedule.objects.filter(name="tick").update(next_run_at=slot)
+        JobRecord.objects.filter(key="tick").update(status=Status.COMPLETED)  # no overlap
+
+        outcomes = race(*[partial(scheduler.run_due, slot) for _ in range(4)])
+
+        assert [kind for kind, _ in outcomes] == ["ok"] * 4, outcomes
+        started = [name for _, report in outcomes for name in report.started]
+        assert started == ["tick"], (round_number, outcomes)
+        assert JobRecord.objects.filter(key="tick", scheduled_for=slot).count() == 1
+    assert JobRecord.objects.filter(key="tick").count() == ROUNDS

@@ -137,18 +137,19 @@ def limits(settings, monkeypatch):
 
 @pytest.fixture
 def clusters(limits, tmp_path):
-    """``clusters(name, broker_url=None, **q_cluster)`` starts a qcluster; all are
-    stopped at the end of the test."""
+    """``clusters(label, broker_url=None, jobprogress=None, **q_cluster)`` starts a
+    qcluster (``jobprogress`` and ``q_cluster`` add to its settings); all are stopped
+    at the end of the test."""
     started = []
 
-    def start(name="main", broker_url=None, **q_cluster):
+    def start(label="main", broker_url=None, jobprogress=None, **q_cluster):
         env = qcluster_env(
-            JOBPROGRESS_TEST_SETTINGS=json.dumps(LIMITS),
+            JOBPROGRESS_TEST_SETTINGS=json.dumps({**LIMITS, **(jobprogress or {})}),
             JOBPROGRESS_TEST_Q_CLUSTER=json.dumps(q_cluster),
         )
         if broker_url:
             env.update(JOBPROGRESS_TEST_BROKER="redis", JOBPROGRESS_TEST_REDIS_URL=broker_url)
-        cluster = Cluster(name, env, tmp_path / f"qcluster-{name}-{len(started)}.log")
+        cluster = Cluster(label, env, tmp_path / f"qcluster-{label}-{len(started)}.log")
         started.append(cluster)
         return cluster
 

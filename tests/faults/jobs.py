@@ -3,6 +3,7 @@ file named by its first argument, so a test counts how often each job really ran
 
 import math
 import os
+import signal
 import time
 
 from django_jobprogress import JobProgressMixin, progress_task
@@ -91,3 +92,14 @@ class GatedWriter(JobProgressMixin):
             self.progress.increment()
             time.sleep(0.05)
         return self.record.attempts
+
+
+@progress_task
+def killed_on_first_run(job, log):
+    """Kills its own worker with SIGKILL the first time it runs; returns after that."""
+    note_run(log, job.record)
+    marker = f"{log}.killed"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return job.record.attempts
