@@ -1,4 +1,5 @@
-"""Admin for JobRecord: filters, search, and a cancel action guarded by a permission."""
+"""Admin for jobs and batches (filters, search, a cancel action guarded by a
+permission) and for schedules (read-only: settings are their source)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_jobprogress.models import Batch, JobRecord
+from django_jobprogress.models import Batch, JobRecord, Schedule
 
 if TYPE_CHECKING:  # Django's admin classes take type arguments only in the stubs
     JobAdminBase = admin.ModelAdmin[JobRecord]
     MemberInlineBase = admin.TabularInline[JobRecord, Batch]
     BatchAdminBase = admin.ModelAdmin[Batch]
+    ScheduleAdminBase = admin.ModelAdmin[Schedule]
 else:
-    JobAdminBase = BatchAdminBase = admin.ModelAdmin
+    JobAdminBase = BatchAdminBase = ScheduleAdminBase = admin.ModelAdmin
     MemberInlineBase = admin.TabularInline
 
 
@@ -91,3 +93,28 @@ class BatchAdmin(ReadOnlyWithCancel, BatchAdminBase):
             ngettext("%d batch cancelled.", "%d batches cancelled.", cancelled) % cancelled,
             messages.SUCCESS if cancelled else messages.WARNING,
         )
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ScheduleAdminBase):
+    """Schedules come from ``JOBPROGRESS["SCHEDULES"]``: shown here, changed there."""
+
+    list_display = ("name", "task_name", "when", "next_run_at", "last_slot_at")
+    search_fields = ("name", "task_name")
+    readonly_fields = [f.name for f in Schedule._meta.fields]
+
+    @admin.display(description=_("when"))
+    def when(self, obj: Schedule) -> str:
+        try:
+            return obj.spec.describe()
+        except (TypeError, ValueError):
+            return "?"
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from django.db import transaction
 from django.utils.module_loading import import_string
@@ -155,6 +155,16 @@ def _function_task(func: Callable[..., Any], options: TaskOptions) -> type[JobPr
     )
     task = _FunctionTaskType(func.__name__, (JobProgressMixin,), namespace)
     return cast("type[JobProgressMixin]", task)
+
+
+@overload
+def progress_task(func: Callable[..., Any], **options: Any) -> type[JobProgressMixin]: ...
+
+
+@overload
+def progress_task(
+    func: None = None, **options: Any
+) -> Callable[[Callable[..., Any]], type[JobProgressMixin]]: ...
 
 
 def progress_task(func: Callable[..., Any] | None = None, **options: Any) -> Any:

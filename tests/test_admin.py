@@ -1,6 +1,7 @@
 import pytest
 from django.urls import reverse
 
+from django_jobprogress import scheduler
 from django_jobprogress.models import JobRecord
 from tests.factories import start
 
@@ -50,3 +51,16 @@ def test_user_text_is_escaped_in_the_admin(client, make_user):
     content = client.get(reverse(CHANGELIST)).content
     assert b"<script>alert(1)</script>" not in content
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in content
+
+
+def test_schedules_are_listed_read_only_with_when_they_run(client, make_user, settings):
+    settings.JOBPROGRESS = {
+        **settings.JOBPROGRESS,
+        "SCHEDULES": {"nightly": {"task": "tests.jobs.add", "cron": "0 3 * * *"}},
+    }
+    scheduler.sync()
+    client.force_login(make_user(staff=True, perms=["view_schedule"]))
+    response = client.get(reverse("admin:django_jobprogress_schedule_changelist"))
+    assert response.status_code == 200
+    assert b"nightly" in response.content and b"cron 0 3 * * * (UTC)" in response.content
+    assert b"addlink" not in response.content

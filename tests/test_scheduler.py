@@ -212,3 +212,26 @@ def test_an_enqueue_that_fails_leaves_the_slot_due(schedules, monkeypatch):
     assert Schedule.objects.get(name="tick").next_run_at == now  # rolled back with it
     monkeypatch.undo()
     assert scheduler.run_due(now).started == ["tick"]
+
+
+def test_the_shipped_prune_task_runs_as_a_schedule(
+    schedules, memory_queue, django_capture_on_commit_callbacks
+):
+    old = timezone.now() - timedelta(days=30)
+    JobRecord.objects.create(task_name="tests.jobs.add", status="completed", finished_at=old)
+    kept = JobRecord.objects.create(
+        task_name="tests.jobs.add", status="completed", finished_at=timezone.now()
+    )
+    schedules(prune={"task": "django_jobprogress.maintenance.prune_finished", "every": "1d"})
+    now = due("prune", timezone.now())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        scheduler.run_due(now)
+    memory_queue.run_pending()
+
+    [run] = runs("prune")
+    assert (run.status, run.result["jobs"]) == (
+        "completed",
+        {"completed": 1, "failed": 0, "cancelled": 0},
+    )
+    assert set(JobRecord.objects.values_list("pk", flat=True)) == {kept.pk, run.pk}

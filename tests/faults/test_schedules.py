@@ -6,7 +6,6 @@ worker is closed by the sweep and the next slot runs."""
 import itertools
 
 import pytest
-from django.utils import timezone
 
 from django_jobprogress import scheduler
 from django_jobprogress.models import WORKER_LOST, JobRecord
@@ -70,8 +69,6 @@ def test_two_clusters_start_exactly_one_run_per_slot(two_clusters, log, report):
     assert_never_overlapping([r for r in records if r.is_finished])
     assert all(count == 1 for count in runs(log).values())
     report([r for r in records if r.is_finished], log)
-    winners = {r.worker_pid for r in records}
-    print(f"{len(records)} runs, run by {len(winners)} worker processes")
 
 
 def test_a_run_longer_than_its_interval_makes_the_next_slots_skip(two_clusters, log, report):
@@ -98,7 +95,6 @@ def test_a_run_killed_with_its_worker_is_closed_by_the_sweep_and_the_next_slot_r
     both = two_clusters(
         {"task": "tests.faults.jobs.killed_on_first_run", "every": 1, "args": [log]}
     )
-    started = timezone.now()
     wait_until(
         both,
         lambda: JobRecord.objects.filter(key="tick", status="completed").exists(),
@@ -113,9 +109,5 @@ def test_a_run_killed_with_its_worker_is_closed_by_the_sweep_and_the_next_slot_r
     assert (killed.status, killed.error, killed.attempts) == ("failed", WORKER_LOST, 1)
     assert (after.status, after.scheduled_for > killed.scheduled_for) == ("completed", True)
     assert_never_overlapping(records)
-    report(
-        records,
-        log,
-        recovery_s=(after.created_at - killed.started_at).total_seconds(),
-    )
-    assert killed.started_at >= started
+    # Recovery: from the killed run's start to the next run's start.
+    report(records, log, recovery_s=(after.created_at - killed.started_at).total_seconds())
