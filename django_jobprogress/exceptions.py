@@ -24,6 +24,10 @@ class DuplicateJob(Exception):
         )
 
 
+class NotRetryable(ValueError):
+    """``record.retry()`` of a job that is not finished as failed or cancelled."""
+
+
 class UnstorableError(Exception):
     """Re-raised to the queue in place of an exception whose text no database can store
     (NUL characters, lone surrogates); the text is kept with those replaced."""

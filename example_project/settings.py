@@ -5,6 +5,9 @@ switches to PostgreSQL; ``REDIS_URL`` (``redis://127.0.0.1:6379/0``) switches th
 broker to Redis and the channel layer to channels-redis, so updates are pushed.
 ``DEMO_PACE`` scales how long the demo jobs take (1 is slow enough to watch);
 ``DEMO_SQLITE_PATH`` moves the SQLite database (default: example.sqlite3 at the root).
+
+``JOBPROGRESS["SCHEDULES"]`` declares the recurring job of the "Recurring job" page;
+``migrate`` (which ``manage.py demo`` runs) syncs it, and the cluster starts its runs.
 """
 
 import os
@@ -102,9 +105,20 @@ CHANNEL_LAYERS = {
     )
 }
 
-JOBPROGRESS = {}
-
 DEMO_PACE = float(os.environ.get("DEMO_PACE", "1"))
+
+JOBPROGRESS = {
+    "SCHEDULES": {
+        # "Simple Recurring Jobs in Phoenix Apps": rerun every interval, up to three
+        # attempts a run. Every third run's first attempt fails on purpose.
+        "demo-heartbeat": {
+            "task": "example_project.demo.tasks.heartbeat",
+            "every": 20,
+            "kwargs": {"pace": DEMO_PACE},
+            "max_attempts": 3,
+        },
+    },
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "demo:home"

@@ -1,7 +1,9 @@
-"""The state layer: jobs, batches and schedules, and every transition of their state."""
+"""The state layer: jobs, batches, schedules and the per-minute counts, and every
+transition of their state."""
 
 from django_jobprogress.models.batches import Batch
 from django_jobprogress.models.jobs import TOKEN_SALT, WORKER_LOST, JobRecord
 from django_jobprogress.models.schedules import Schedule
+from django_jobprogress.models.stats import JobMinute
 
-__all__ = ["TOKEN_SALT", "WORKER_LOST", "Batch", "JobRecord", "Schedule"]
+__all__ = ["TOKEN_SALT", "WORKER_LOST", "Batch", "JobMinute", "JobRecord", "Schedule"]

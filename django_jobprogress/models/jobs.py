@@ -19,10 +19,12 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress.exceptions import DuplicateJob
+from django_jobprogress.exceptions import DuplicateJob, NotRetryable
 from django_jobprogress.models.base import user_field
 from django_jobprogress.models.sql import claim_returning, guarded_update
+from django_jobprogress.models.stats import count_end
 from django_jobprogress.models.tokens import SignedAccess
+from django_jobprogress.registry import resolve_task
 from django_jobprogress.signals import job_finished, job_progress, job_started
 from django_jobprogress.snapshots import job_snapshot
 from django_jobprogress.validation import storable_text
@@ -208,6 +210,9 @@ class JobRecord(SignedAccess, models.Model):
 
     # The slot a recurring schedule started this run for (its key is the schedule's name).
     scheduled_for = models.DateTimeField(_("scheduled for"), null=True, blank=True)
+    # The job this one retries (``retry()``): an id, not a foreign key, so deleting a job
+    # never touches others and prune_jobs keeps Django's one-statement delete.
+    retry_of = models.UUIDField(_("retry of"), null=True, blank=True)
 
     cancellable = models.BooleanField(_("cancellable"), default=True)
     cancel_threshold = models.FloatField(_("cancel threshold"), default=1.0)
@@ -235,7 +240,10 @@ class JobRecord(SignedAccess, models.Model):
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
         ordering = ["-created_at"]
-        permissions = [("cancel_jobrecord", "Can cancel job")]
+        permissions = [
+            ("cancel_jobrecord", "Can cancel job"),
+            ("retry_jobrecord", "Can retry job"),
+        ]
         # The sweep reaches unfinished rows through the status index. No index holds
         # stale_after or progress_deadline: every heartbeat rewrites them, and PostgreSQL
         # updates a row in place (HOT) only while no indexed column changes.
@@ -354,14 +362,15 @@ class JobRecord(SignedAccess, models.Model):
     def _write_end(self, status: str, changes: dict[str, Any], guard: Guard) -> bool:
         now = timezone.now()
         changes.update(status=status, finished_at=now, heartbeat_at=now)
-        if self.batch_id is None:
-            return self._set(changes, **guard, savepoint=True)
-        # A member's end and its batch's count commit together.
-        with transaction.atomic(using=self._state.db or "default"):
+        db = self._state.db or "default"
+        # The end, its minute's count and (for a member) its batch's count commit together.
+        with transaction.atomic(using=db):
             won = self._set(changes, **guard)
             if won:
-                batches: Any = self._meta.get_field("batch").related_model
-                batches.objects.member_finished(self.batch_id, status)
+                count_end(db, self.task_name, status, now, self.started_at)
+                if self.batch_id is not None:
+                    batches: Any = self._meta.get_field("batch").related_model
+                    batches.objects.member_finished(self.batch_id, status)
         return won
 
     def _finish(self, status: str, guard: Guard, **changes: Any) -> bool:
@@ -538,6 +547,32 @@ class JobRecord(SignedAccess, models.Model):
             self.refresh_from_db(fields=["cancel_requested_at", "cancel_requested_by"])
             self._send_on_commit(job_progress)
         return won
+
+    def retry(self, by: Any = None) -> JobRecord:
+        """Enqueue a new job with this failed or cancelled job's task, arguments, owner,
+        key and queue; return it (PENDING, ``retry_of`` this job's id).
+
+        Raises ``NotRetryable`` for any other status, and ``DuplicateJob`` when the
+        key's lock is held by an unfinished job. ``by`` is who asked (for the log).
+        """
+        self.refresh_from_db(fields=["status"])
+        if self.status not in (self.Status.FAILED, self.Status.CANCELLED):
+            raise NotRetryable(
+                f"job {self.pk} is {self.status}: only a failed or cancelled job can be retried"
+            )
+        task = resolve_task(self.task_name)
+        with transaction.atomic(using=self._state.db or "default"):
+            retried = task.enqueue(
+                *self.args,
+                owner=self.owner,
+                key=self.key,
+                queue=self.queue or None,
+                on_conflict="raise",
+                **self.kwargs,
+            )
+            guarded_update(retried, {"retry_of": self.pk})
+        logger.info("job %s retried as %s by %s", self.pk, retried.pk, by)
+        return retried
 
     def decline_cancel(self) -> bool:
         """Withdraw a cancel request the job can no longer honour (it moved past its

@@ -228,3 +228,36 @@ def claim_returning(
         connection, ("read", model), lambda: _build_reader(model, connection)
     )
     return read(using, row)
+
+
+def _build_upsert_add(
+    model: type[Model], connection: Any, keys: tuple[str, ...], added: tuple[str, ...]
+) -> tuple[str, tuple[AnyField, ...]]:
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    fields = _fields(model, keys + added)
+    columns = ", ".join(qn(field.column) for field in fields)
+    conflict = ", ".join(qn(field.column) for field in fields[: len(keys)])
+    sums = ", ".join(
+        f"{qn(field.column)} = {table}.{qn(field.column)} + excluded.{qn(field.column)}"
+        for field in fields[len(keys) :]
+    )
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {sums}"
+    )
+    return sql, fields
+
+
+def upsert_add(
+    model: type[Model], connection: Any, keys: dict[str, Any], added: dict[str, Any]
+) -> None:
+    """Insert the row of ``keys`` with ``added``, or add ``added`` to it: one statement
+    (``keys`` must be the columns of a unique constraint)."""
+    shape = ("upsert_add", model, tuple(keys), tuple(added))
+    sql, fields = _once(
+        connection, shape, lambda: _build_upsert_add(model, connection, shape[2], shape[3])
+    )
+    params = _prepare(fields, {**keys, **added}, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from django_jobprogress import JobProgressMixin, progress_task
+from django_jobprogress.models import JobRecord
 from example_project.demo.models import Notice
 
 
@@ -166,3 +167,54 @@ def blast_finished(job, batch, user_id=None):
     user = get_user_model()._default_manager.filter(pk=user_id).first() if user_id else None
     notice = Notice.objects.create(user=user, batch_id=batch["id"], text=text)
     return {"notice": notice.pk, "text": text}
+
+
+# -- "Simple Recurring Jobs in Phoenix Apps": the heartbeat ----------------------------
+
+HEARTBEAT_SERVICES = ("database", "broker", "cache", "mail relay", "file storage", "search")
+HICCUP_EVERY = 3  # the first attempt of every third run crashes half-way
+HICCUP_AT = 3  # ... while checking the third service
+
+
+class Hiccup(Exception):
+    """The (simulated) crash of a heartbeat's attempt."""
+
+
+def run_number(record):
+    """Which run of its schedule ``record`` is, counting the runs still kept (1, 2, ...):
+    the runs of one schedule share its name as their key. A retry keeps its number."""
+    earlier = JobRecord.objects.filter(
+        task_name=record.task_name, key=record.key, created_at__lt=record.created_at
+    )
+    return earlier.count() + 1
+
+
+def hiccups(run, attempt):
+    """Whether attempt ``attempt`` of run ``run`` crashes: deterministic, so the page
+    always shows the same pattern (runs 3, 6, 9... need a second attempt)."""
+    return run % HICCUP_EVERY == 0 and attempt == 1
+
+
+@progress_task
+def heartbeat(job, pace=1.0):
+    """The recurring job: checks the site's services one after the other, each time
+    its schedule (``demo-heartbeat`` in the settings) fires.
+
+    The first attempt of every third run raises half-way, as a crash would; with
+    attempts left (the schedule allows three) the same record goes back to pending
+    and its next attempt starts over from 0 %.
+    """
+    record = job.record
+    run, attempt = run_number(record), record.attempts
+    job.progress.set(run=run, attempt=attempt)
+    job.progress.stage("checking")
+    for done, service in enumerate(HEARTBEAT_SERVICES, 1):
+        time.sleep(0.5 * pace)  # asking the service whether it is up
+        if done == HICCUP_AT and hiccups(run, attempt):
+            raise Hiccup(f"lost the connection while checking the {service} (attempt {attempt})")
+        job.progress.steps(done, len(HEARTBEAT_SERVICES))
+        job.progress.message(f"{service}: up")
+        job.checkpoint()
+    job.progress.stage("done")
+    job.progress.message(f"all {len(HEARTBEAT_SERVICES)} services are up")
+    return {"run": run, "attempt": attempt, "checked": len(HEARTBEAT_SERVICES)}

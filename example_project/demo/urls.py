@@ -10,6 +10,8 @@ urlpatterns = [
     path("blast/<uuid:batch_id>/", views.blast_batch, name="blast-batch"),
     path("blast/<uuid:batch_id>/notices/", views.blast_notices, name="blast-notices"),
     path("export/<uuid:job_id>/download/", views.export_download, name="export-download"),
+    path("recurring/", views.recurring, name="recurring"),
+    path("recurring/runs/", views.recurring_runs, name="recurring-runs"),
     path("<slug:slug>/", views.use_case, name="use-case"),
     path("<slug:slug>/<uuid:job_id>/", views.job, name="job"),
 ]

@@ -1,12 +1,14 @@
 """The demo's use cases: what each page says, which task it starts and with what."""
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
-from django_jobprogress.models import Batch
+from django_jobprogress.models import Batch, JobRecord, Schedule
 from example_project.demo import tasks
 
 
@@ -137,3 +139,90 @@ def start_blast(user, count):
         for address in tasks.blast_recipients(count):
             tasks.deliver_email.enqueue(address, pace=pace(), batch=batch)
     return batch
+
+
+# -- "Simple Recurring Jobs in Phoenix Apps": the heartbeat schedule -------------------
+
+RECURRING_SOURCE = "Simple Recurring Jobs in Phoenix Apps"
+HEARTBEAT = "demo-heartbeat"  # its entry in JOBPROGRESS["SCHEDULES"]
+RECURRING_RUNS = 10
+
+UNITS = (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def interval_in_words(seconds):
+    """ "every 20 seconds", "every minute", "every 90 seconds": whole units only."""
+    for unit, size in UNITS:
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"every {unit}" if count == 1 else f"every {count} {unit}s"
+    return f"every {seconds:g} seconds"
+
+
+def when_in_words(spec):
+    """When a schedule (a ``ScheduleSpec``) runs, for a person."""
+    if spec.every is not None:
+        return interval_in_words(spec.every)
+    return f"at the times of the cron expression {spec.cron} ({spec.timezone} time)"
+
+
+@dataclass(frozen=True)
+class Recurring:
+    """What the recurring job's page shows: the synced schedule (None if the table
+    has no such row), its definition read back, and its latest runs, newest first."""
+
+    name: str
+    schedule: Any
+    spec: Any
+    runs: list
+    limit: int = RECURRING_RUNS
+
+    @property
+    def when(self):
+        return when_in_words(self.spec) if self.spec is not None else ""
+
+    @property
+    def next_in(self):
+        """Whole seconds until the next slot (0 once it is due), or None."""
+        if self.schedule is None:
+            return None
+        left = (self.schedule.next_run_at - timezone.now()).total_seconds()
+        return max(math.ceil(left), 0)
+
+    @property
+    def countdown(self):
+        """ "in 17 s", "in 5 min", or what a due slot waits for (recurring.js says the same)."""
+        seconds = self.next_in
+        if not seconds:
+            return "due now: it starts as soon as a django-q2 cluster runs"
+        if seconds < 120:
+            return f"in {seconds} s"
+        if seconds < 7200:
+            return f"in {round(seconds / 60)} min"
+        return f"in {round(seconds / 3600)} h"
+
+
+def recurring(name=HEARTBEAT, limit=RECURRING_RUNS):
+    """The schedule ``name`` as the scheduler's table holds it, and its last runs.
+
+    Each run is a ``JobRecord`` whose key is the schedule's name and whose
+    ``scheduled_for`` is the slot it ran for. Scheduled runs have no owner, so
+    each carries an access token for the page's bars: every signed-in visitor of
+    the demo may follow them (staff could without one).
+    """
+    schedule = Schedule.objects.filter(name=name).first()
+    if schedule is None:
+        return Recurring(name, None, None, [], limit)
+    try:
+        spec = schedule.spec
+    except (TypeError, ValueError):  # stored by another version: a sync rewrites it
+        spec = None
+    runs = list(
+        JobRecord.objects.filter(
+            task_name=schedule.task_name, key=name, scheduled_for__isnull=False
+        ).order_by("-scheduled_for", "-created_at")[:limit]
+    )
+    for run in runs:
+        run.token = run.access_token()
+        run.label = f"Slot {timezone.localtime(run.scheduled_for):%Y-%m-%d %H:%M:%S %Z}"
+    return Recurring(name, schedule, spec, runs, limit)

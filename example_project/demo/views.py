@@ -1,5 +1,5 @@
 """Pages of the example site: a home page, one page per use case, a job's page,
-and the weekly email blast (a batch) with its page."""
+the weekly email blast (a batch) with its page, and the recurring job's page."""
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -176,3 +176,24 @@ def blast_notices(request, batch_id):
             ],
         }
     )
+
+
+@login_required
+@require_GET
+def recurring(request):
+    """The recurring job: its schedule, its next slot and its last runs' live bars.
+    Nothing starts it from here: the schedule does, while a cluster runs."""
+    return render(
+        request,
+        "demo/recurring.html",
+        {"source": use_cases.RECURRING_SOURCE, "recurring": use_cases.recurring()},
+    )
+
+
+@never_cache
+@login_required
+@require_GET
+def recurring_runs(request):
+    """The page's next-run line and runs list alone, for its script to pick up the
+    runs started since the page was loaded."""
+    return render(request, "demo/_recurring_runs.html", {"recurring": use_cases.recurring()})

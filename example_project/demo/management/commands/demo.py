@@ -1,7 +1,8 @@
 """``python manage.py demo``: the example site, ready to try, in one command.
 
-Migrates the database, creates (or resets) the demo user, then runs a django-q2
-cluster and daphne side by side until Ctrl-C, which stops both. Needs no server:
+Migrates the database (which also syncs the recurring schedule of the settings),
+creates (or resets) the demo user, then runs a django-q2 cluster, which starts
+the schedule's runs, and daphne side by side until Ctrl-C, which stops both. Needs no server:
 SQLite and django-q2's ORM broker by default; with ``REDIS_URL`` set, the
 settings switch the broker and the channel layer to Redis (the two processes
 inherit the environment).
@@ -23,6 +24,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
+from django.urls import reverse
+
+from django_jobprogress.models import Schedule
+from example_project.demo import use_cases
 
 STOP_GRACE = 10.0  # seconds each process gets to stop before it is killed
 START_TIMEOUT = 30.0  # seconds daphne gets to accept connections
@@ -73,6 +78,36 @@ def url_host(host):
 def redis_url():
     """The Redis the cluster uses, or None for the ORM broker."""
     return getattr(settings, "Q_CLUSTER", {}).get("redis") or None
+
+
+def schedules_text():
+    """ "demo-heartbeat (every 20s), started by the cluster", or "none"."""
+    parts = []
+    for row in Schedule.objects.order_by("name"):
+        try:
+            when = row.spec.describe()
+        except (TypeError, ValueError):
+            when = "definition unreadable: run manage.py jobprogress_schedules"
+        parts.append(f"{row.name} ({when})")
+    return ", ".join(parts) + ", started by the cluster" if parts else "none"
+
+
+def pages():
+    """(title, path, note) of each page of the site, as the home page lists them."""
+    found = [
+        (case.title, reverse("demo:use-case", args=[case.slug]), "")
+        for case in use_cases.USE_CASES.values()
+    ]
+    found.append(("Weekly email blast", reverse("demo:blast"), ""))
+    recurring = use_cases.recurring(limit=0)
+    note = (
+        f"  ({recurring.name}: next run {recurring.countdown})"
+        if recurring.schedule is not None
+        else f"  ({recurring.name} is not scheduled)"
+    )
+    found.append(("Recurring job", reverse("demo:recurring"), note))
+    found.append(("Admin", reverse("admin:index"), ""))
+    return found
 
 
 class Child:
@@ -229,6 +264,7 @@ class Command(BaseCommand):
             + (
                 f"pushed through {layer}" if pushed else "sockets re-read the job from the database"
             ),
+            f"  schedules:    {schedules_text()}",
         ]
         self.stdout.write("\n".join(lines))
 
@@ -271,12 +307,18 @@ class Command(BaseCommand):
 
     def announce(self, host, port, options):
         username, password = self.credentials
+        site = self.site_url(host, port)
         self.stdout.write(
             self.style.SUCCESS(
-                f"\nThe demo is running at {self.site_url(host, port)}\n"
+                f"\nThe demo is running at {site}\n"
                 f"Log in as {username} / {password}. Press Ctrl-C to stop.\n"
             )
         )
+        listed = pages()
+        width = max(len(title) for title, _path, _note in listed)
+        for title, path, note in listed:
+            self.stdout.write(f"  {title:<{width}}  {site.rstrip('/')}{path}{note}")
+        self.stdout.write("")
 
     def shut_down(self, children):
         if not children:

@@ -1,0 +1,75 @@
+"""The per-minute counts behind the dashboard: each job's end adds one, in the same
+transaction, to its minute, task, outcome and run-time bucket; pruning keeps them."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from django_jobprogress.models import JobMinute, JobRecord
+from django_jobprogress.models.stats import bucket_limit, bucket_of
+from django_jobprogress.pruning import prune
+from tests.factories import start
+
+pytestmark = pytest.mark.django_db
+
+
+def counts(task="tests.jobs.add"):
+    return JobMinute.objects.filter(task_name=task).aggregate(
+        completed=Sum("completed"), failed=Sum("failed"), cancelled=Sum("cancelled")
+    )
+
+
+def test_each_end_is_counted_once_by_outcome():
+    done, broken, running = (JobRecord.objects.create(task_name="tests.jobs.add") for _ in "abc")
+    for record in (done, broken, running):
+        start(record)
+    assert done.complete(5) and broken.fail("boom")
+    assert not done.complete(6)  # an end that lost changes nothing
+    pending = JobRecord.objects.create(task_name="tests.jobs.add")
+    assert pending.request_cancel()
+
+    assert counts() == {"completed": 1, "failed": 1, "cancelled": 1}
+    minute = JobMinute.objects.filter(completed=1).get()
+    done.refresh_from_db()
+    assert minute.minute == done.finished_at.replace(second=0, microsecond=0)
+    # The cancelled-while-pending job never started: no run time, bucket 0.
+    assert JobMinute.objects.get(cancelled=1).bucket == 0
+
+
+def test_run_time_lands_in_its_bucket_and_sums():
+    record = start(JobRecord.objects.create(task_name="tests.jobs.add"))
+    JobRecord.objects.filter(pk=record.pk).update(
+        started_at=timezone.now() - timedelta(seconds=3)
+    )
+    record.refresh_from_db()
+    record.complete()
+    row = JobMinute.objects.get()
+    assert bucket_limit(row.bucket - 1) < 3 <= bucket_limit(row.bucket)
+    assert 3 <= row.seconds < 4
+
+
+@pytest.mark.parametrize(
+    ("seconds", "bucket"),
+    [(None, 0), (0.0, 1), (0.01, 1), (0.011, 2), (0.02, 2), (1.0, 8), (10**9, 24)],
+)
+def test_buckets(seconds, bucket):
+    assert bucket_of(seconds) == bucket
+
+
+def test_an_end_rolled_back_is_not_counted():
+    record = start(JobRecord.objects.create(task_name="tests.jobs.add"))
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record.complete()
+        raise RuntimeError("the caller's transaction fails")
+    assert not JobMinute.objects.exists()
+
+
+def test_counts_outlive_prune_jobs():
+    record = start(JobRecord.objects.create(task_name="tests.jobs.add"))
+    record.complete()
+    prune(timezone.now() + timedelta(seconds=1))
+    assert not JobRecord.objects.exists()
+    assert counts()["completed"] == 1
