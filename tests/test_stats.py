@@ -41,9 +41,7 @@ def test_each_end_is_counted_once_by_outcome():
 
 def test_run_time_lands_in_its_bucket_and_sums():
     record = start(JobRecord.objects.create(task_name="tests.jobs.add"))
-    JobRecord.objects.filter(pk=record.pk).update(
-        started_at=timezone.now() - timedelta(seconds=3)
-    )
+    JobRecord.objects.filter(pk=record.pk).update(started_at=timezone.now() - timedelta(seconds=3))
     record.refresh_from_db()
     record.complete()
     row = JobMinute.objects.get()
