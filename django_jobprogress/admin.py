@@ -6,18 +6,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_jobprogress.models import Batch, JobRecord, Schedule
+from django_jobprogress import dashboard
+from django_jobprogress.models import Batch, JobDashboard, JobRecord, Schedule
 
 if TYPE_CHECKING:  # Django's admin classes take type arguments only in the stubs
     JobAdminBase = admin.ModelAdmin[JobRecord]
     MemberInlineBase = admin.TabularInline[JobRecord, Batch]
     BatchAdminBase = admin.ModelAdmin[Batch]
     ScheduleAdminBase = admin.ModelAdmin[Schedule]
+    DashboardAdminBase = admin.ModelAdmin[JobDashboard]
 else:
-    JobAdminBase = BatchAdminBase = ScheduleAdminBase = admin.ModelAdmin
+    JobAdminBase = BatchAdminBase = ScheduleAdminBase = DashboardAdminBase = admin.ModelAdmin
     MemberInlineBase = admin.TabularInline
 
 
@@ -45,6 +50,20 @@ class JobRecordAdmin(ReadOnlyWithCancel, JobAdminBase):
     list_select_related = ("owner",)
     actions = ["cancel_jobs"]
     readonly_fields = [f.name for f in JobRecord._meta.fields]
+
+    def get_urls(self) -> list[URLPattern]:
+        dashboard_url = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard_view),
+            name="jobprogress_dashboard",
+        )
+        return [dashboard_url, *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """The operations dashboard, for staff who may view jobs."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return dashboard.dashboard_view(request, self)
 
     @admin.display(description=_("progress"), ordering="progress")
     def progress_percent(self, obj: JobRecord) -> str:
@@ -118,3 +137,26 @@ class ScheduleAdmin(ScheduleAdminBase):
 
     def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(JobDashboard)
+class DashboardAdmin(DashboardAdminBase):
+    """Puts "Dashboard" in the admin index, for staff who may view jobs."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("django_jobprogress.view_jobrecord"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:jobprogress_dashboard"))

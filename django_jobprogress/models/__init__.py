@@ -2,8 +2,17 @@
 transition of their state."""
 
 from django_jobprogress.models.batches import Batch
+from django_jobprogress.models.dashboard import JobDashboard
 from django_jobprogress.models.jobs import TOKEN_SALT, WORKER_LOST, JobRecord
 from django_jobprogress.models.schedules import Schedule
 from django_jobprogress.models.stats import JobMinute
 
-__all__ = ["TOKEN_SALT", "WORKER_LOST", "Batch", "JobMinute", "JobRecord", "Schedule"]
+__all__ = [
+    "TOKEN_SALT",
+    "WORKER_LOST",
+    "Batch",
+    "JobDashboard",
+    "JobMinute",
+    "JobRecord",
+    "Schedule",
+]

@@ -79,6 +79,6 @@ def count_end(
         "bucket": bucket_of(run_time),
         "shard": os.getpid() % SHARDS,
     }
-    added = {name: int(name == outcome) for name in OUTCOMES}
+    added: dict[str, float] = {name: int(name == outcome) for name in OUTCOMES}
     added["seconds"] = run_time or 0.0
     upsert_add(JobMinute, connections[using], key, added)
