@@ -275,17 +275,9 @@ class ProgressConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             await get_hub().leave(group, self)  # nothing more will come: stop watching now
             await self.close(code=1000)
 
-    @database_sync_to_async  # type: ignore[untyped-decorator]  # channels: no types
-    def _authorised(self, raw_id: Any) -> Any:
-        try:
-            pk = UUID(str(raw_id))
-        except ValueError:
-            return None
-        obj = self.model.objects.filter(pk=pk).first()
+    async def _authorised(self, raw_id: Any) -> Any:
         token = parse_qs(self.scope.get("query_string", b"").decode()).get("token", [None])[0]
-        if obj is None or not access.can_view(self.scope.get("user"), obj, token):
-            return None
-        return obj
+        return await _authorised(self.model, raw_id, self.scope.get("user"), token)
 
 
 class JobProgressConsumer(ProgressConsumer):
@@ -306,3 +298,123 @@ class BatchProgressConsumer(ProgressConsumer):
 
     def group_for(self, pk: Any) -> str:
         return batch_group(pk)
+
+
+#: Most jobs and batches one shared socket may follow at once.
+MAX_WATCHED = 500
+KINDS: dict[str, tuple[Any, Any]] = {"job": (JobRecord, job_group), "batch": (Batch, batch_group)}
+
+
+class WatchConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels: no types
+    """``ws/watch/``: one socket for every bar of a page.
+
+    The client sends ``{"watch": [{"kind": "job" | "batch", "id": ..., "token": ...},
+    ...]}`` (and ``{"unwatch": [...]}``); each entry is authorised like the
+    single-job socket and answered with its snapshot, then with every update,
+    until it finishes. An entry the viewer may not see is answered with
+    ``{"kind": ..., "id": ..., "forbidden": true}``, whatever the reason, so it
+    tells nothing. A malformed message is answered with ``{"error": ...}``.
+    """
+
+    channel_layer_alias = "__jobprogress_hub_only__"
+
+    async def connect(self) -> None:
+        self.last_sent: dict[str, dict[str, Any]] = {}  # group -> the last snapshot sent
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in list(self.last_sent):
+            await get_hub().leave(group, self)
+        self.last_sent.clear()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            message = json.loads(text_data or "")
+            entries = _entries(message)
+        except ValueError as exc:
+            await self.send(text_data=json.dumps({"error": str(exc)}))
+            return
+        for verb, kind, raw_id, token in entries:
+            if verb == "unwatch":
+                await self._unwatch(kind, raw_id)
+            else:
+                await self._watch(kind, raw_id, token)
+
+    async def _watch(self, kind: str, raw_id: Any, token: str | None) -> None:
+        model, group_of = KINDS[kind]
+        obj = await _authorised(model, raw_id, self.scope.get("user"), token)
+        if obj is None:
+            await self.send(text_data=json.dumps({"kind": kind, "id": raw_id, "forbidden": True}))
+            return
+        group = group_of(obj.pk)
+        if group in self.last_sent:
+            return
+        if len(self.last_sent) >= MAX_WATCHED:
+            await self.send(
+                text_data=json.dumps({"error": f"at most {MAX_WATCHED} watched at once"})
+            )
+            return
+        self.last_sent[group] = {}
+        load = functools.partial(load_snapshot, model, obj.pk)
+        await get_hub().join(group, self, load)
+        snapshot = await load()  # after joining: no update falls in between
+        if snapshot is not None:
+            await self.deliver(json.dumps(snapshot), snapshot)
+
+    async def _unwatch(self, kind: str, raw_id: Any) -> None:
+        try:
+            group = KINDS[kind][1](UUID(str(raw_id)))
+        except ValueError:
+            return
+        if self.last_sent.pop(group, None) is not None:
+            await get_hub().leave(group, self)
+
+    def wants(self, snapshot: dict[str, Any]) -> bool:
+        last = self.last_sent.get(_group_of(snapshot))
+        return last is not None and _is_newer(snapshot, last or None)
+
+    async def deliver(self, text: str, snapshot: dict[str, Any]) -> None:
+        if not self.wants(snapshot):
+            return
+        group = _group_of(snapshot)
+        self.last_sent[group] = snapshot
+        await self.send(text_data=text)
+        if snapshot["status"] in FINISHED:
+            del self.last_sent[group]
+            await get_hub().leave(group, self)  # nothing more will come for it
+
+
+def _group_of(snapshot: dict[str, Any]) -> str:
+    return KINDS[snapshot.get("kind", "job")][1](snapshot["id"])
+
+
+def _entries(message: Any) -> list[tuple[str, str, Any, str | None]]:
+    """``(verb, kind, id, token)`` for each entry of a client's message; ValueError,
+    naming what is wrong, for anything else."""
+    if not isinstance(message, dict) or not set(message) <= {"watch", "unwatch"} or not message:
+        raise ValueError('send {"watch": [...]} or {"unwatch": [...]}')
+    found = []
+    for verb, entries in message.items():
+        if not isinstance(entries, list) or len(entries) > MAX_WATCHED:
+            raise ValueError(f"{verb!r} must be a list of at most {MAX_WATCHED} entries")
+        for entry in entries:
+            kind = entry.get("kind", "job") if isinstance(entry, dict) else None
+            if kind not in KINDS or not isinstance(entry.get("id"), str):
+                raise ValueError(
+                    f'each {verb!r} entry must be {{"kind": "job" or "batch", "id": "<uuid>"}}'
+                )
+            token = entry.get("token")
+            found.append((verb, kind, entry["id"], token if isinstance(token, str) else None))
+    return found
+
+
+@database_sync_to_async  # type: ignore[untyped-decorator]  # channels: no types
+def _authorised(model: Any, raw_id: Any, user: Any, token: str | None) -> Any:
+    try:
+        pk = UUID(str(raw_id))
+    except ValueError:
+        return None
+    obj = model.objects.filter(pk=pk).first()
+    if obj is None or not access.can_view(user, obj, token or None):
+        return None
+    return obj

@@ -17,9 +17,10 @@ from typing import Any
 
 from django.urls import path
 
-from django_jobprogress.consumers import BatchProgressConsumer, JobProgressConsumer
+from django_jobprogress.consumers import BatchProgressConsumer, JobProgressConsumer, WatchConsumer
 
 websocket_urlpatterns = [
+    path("ws/watch/", WatchConsumer.as_asgi()),
     path("ws/jobs/<str:job_id>/", JobProgressConsumer.as_asgi()),
     path("ws/batches/<str:batch_id>/", BatchProgressConsumer.as_asgi()),
 ]

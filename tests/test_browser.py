@@ -29,6 +29,7 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -239,11 +240,13 @@ class Visitor:
         self.context = context
         self.page = page
         self.frames = []
+        self.sockets = []  # the path of each WebSocket the page opened
         self.errors = []
         page.on("pageerror", lambda error: self.errors.append(str(error)))
         page.on("websocket", self._watch_socket)
 
     def _watch_socket(self, websocket):
+        self.sockets.append(urlparse(websocket.url).path)
         websocket.on("framereceived", lambda payload: self.frames.append(json.loads(payload)))
 
     async def log_in(self, username):
@@ -361,6 +364,7 @@ async def test_zip_export_bar_moves_live_to_the_download_link(visit, stack):
     assert len({f["progress"] for f in running}) >= 2, alice.frames
     assert {f["id"] for f in alice.frames} == {job_id}
     assert alice.frames[-1]["status"] == "completed"
+    assert alice.sockets == ["/ws/watch/"]  # the page's one shared socket
 
     # The result link downloads the archive, to its owner.
     assert (await link.inner_text()).startswith("Download export.zip (40 files")

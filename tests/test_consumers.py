@@ -377,3 +377,97 @@ async def test_the_hub_lets_go_of_its_redis_channel_after_the_final_snapshot(set
                 await asyncio.sleep(0.02)
     finally:
         clear_run_keys(client)
+
+
+# -- one socket for a page's bars (ws/watch/) -------------------------------------------
+
+
+def watch_communicator(user=None):
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/watch/")
+    comm.scope["user"] = user
+    return comm
+
+
+@database_sync_to_async
+def another_job(owner, **fields):
+    return start(JobRecord.objects.create(task_name="tests.jobs.add", owner=owner, **fields))
+
+
+async def test_one_socket_follows_many_jobs_each_until_it_ends(push_mode, owned_job):
+    second = await another_job(owned_job.owner)
+    comm = watch_communicator(owned_job.owner)
+    assert (await comm.connect())[0]
+    await comm.send_json_to(
+        {"watch": [{"id": str(owned_job.pk)}, {"kind": "job", "id": str(second.pk)}]}
+    )
+    first_snapshots = {(await receive_json(comm))["id"] for _ in range(2)}
+    assert first_snapshots == {str(owned_job.pk), str(second.pk)}
+
+    await report(second, progress=0.5)
+    update = await receive_until(comm, lambda s: s.get("progress") == 0.5)
+    assert update["id"] == str(second.pk)
+
+    await complete(owned_job, 1)
+    final = await receive_until(comm, lambda s: s.get("status") == "completed")
+    assert final["id"] == str(owned_job.pk)
+    await report(second, progress=0.75)  # the socket stays open for the other job
+    assert (await receive_until(comm, lambda s: s.get("progress") == 0.75))["id"] == str(second.pk)
+    await comm.disconnect()
+
+
+async def test_entries_the_viewer_may_not_see_are_refused_without_telling_why(
+    push_mode, owned_job, make_user
+):
+    stranger = await database_sync_to_async(make_user)()
+    comm = watch_communicator(stranger)
+    await comm.connect()
+    unknown = "0b3c5f6e-0000-4000-8000-000000000000"
+    await comm.send_json_to(
+        {"watch": [{"id": str(owned_job.pk)}, {"id": unknown}, {"id": "not-a-uuid"}]}
+    )
+    answers = [await receive_json(comm) for _ in range(3)]
+    assert answers == [
+        {"kind": "job", "id": str(owned_job.pk), "forbidden": True},
+        {"kind": "job", "id": unknown, "forbidden": True},
+        {"kind": "job", "id": "not-a-uuid", "forbidden": True},
+    ]
+    # With the job's token the same stranger may follow it.
+    await comm.send_json_to(
+        {"watch": [{"id": str(owned_job.pk), "token": owned_job.access_token()}]}
+    )
+    assert (await receive_json(comm))["status"] == "running"
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "not json",
+        "[1, 2]",
+        '{"follow": []}',
+        '{"watch": "abc"}',
+        '{"watch": [{"kind": "x", "id": "1"}]}',
+    ],
+)
+async def test_a_malformed_message_is_answered_with_an_error(memory_push, owned_job, message):
+    comm = watch_communicator(owned_job.owner)
+    await comm.connect()
+    await comm.send_to(text_data=message)
+    assert "error" in await receive_json(comm)
+    await comm.send_json_to({"watch": [{"id": str(owned_job.pk)}]})  # still usable
+    assert (await receive_json(comm))["id"] == str(owned_job.pk)
+    await comm.disconnect()
+
+
+async def test_unwatch_and_disconnect_leave_the_hub(memory_push, owned_job):
+    comm = watch_communicator(owned_job.owner)
+    await comm.connect()
+    await comm.send_json_to({"watch": [{"id": str(owned_job.pk)}]})
+    await receive_json(comm)
+    hub = consumers.get_hub()
+    assert job_group(owned_job.pk) in hub.watchers
+    await comm.send_json_to({"unwatch": [{"id": str(owned_job.pk)}]})
+    await comm.send_json_to({"watch": [{"kind": "batch", "id": str(owned_job.pk)}]})
+    assert (await receive_json(comm))["forbidden"]  # (a job id is no batch) and in order
+    assert job_group(owned_job.pk) not in hub.watchers
+    await comm.disconnect()

@@ -93,6 +93,7 @@ def progress_bar(
         "can_cancel": access.can_cancel(user, record, token or None),
         # Under the site's script prefix, like the reversed JSON URLs beside it.
         "ws_path": f"{get_script_prefix()}ws/{PATHS[kind]}/{record.pk}/",
+        "ws_watch_path": f"{get_script_prefix()}ws/watch/",
         "json_url": _url(f"django_jobprogress:{kind}-detail", record.pk),
         "cancel_url": _url(f"django_jobprogress:{kind}-cancel", record.pk),
         "csrf_token": context.get("csrf_token", ""),

@@ -1,6 +1,7 @@
 /* django-jobprogress: live progress bars. No framework, no build step.
- * Each [data-jobprogress] element follows its job over a WebSocket, reconnects
- * with backoff, and falls back to polling the JSON view when sockets fail.
+ * The [data-jobprogress] elements of a page follow their jobs over one shared
+ * WebSocket (ws/watch/), which reconnects with backoff; when it keeps failing,
+ * each bar tries its own socket (ws/jobs/<id>/), then polls the JSON view.
  * All job text is written with textContent, never innerHTML. */
 (function () {
   "use strict";
@@ -37,8 +38,82 @@
     } catch (e) { return null; }
   }
 
+  function socketUrl(path) {
+    return (window.location.protocol === "https:" ? "wss://" : "ws://") + window.location.host + path;
+  }
+
+  /* The page's one shared socket: every bar watches its job through it. */
+  var shared = {
+    bars: {},
+    socket: null,
+    failures: 0,
+    backoff: 500,
+    disabled: false,
+
+    key: function (kind, id) { return (kind || "job") + ":" + id; },
+
+    add: function (bar) {
+      this.bars[this.key(bar.kind, bar.id)] = bar;
+      if (!this.socket || this.socket.readyState > 1) { this.open(bar.root.dataset.wsWatchPath); }
+      else if (this.socket.readyState === 1) { this.watch([bar]); }
+    },
+
+    waiting: function () {
+      var bars = [];
+      for (var key in this.bars) { if (!this.bars[key].done) { bars.push(this.bars[key]); } }
+      return bars;
+    },
+
+    watch: function (bars) {
+      if (!bars.length) { return; }
+      this.socket.send(JSON.stringify({ watch: bars.map(function (bar) {
+        var entry = { kind: bar.kind, id: bar.id };
+        if (bar.root.dataset.token) { entry.token = bar.root.dataset.token; }
+        return entry;
+      }) }));
+    },
+
+    open: function (path) {
+      var self = this;
+      var received = false;  // every watched bar is answered: silence means failure
+      var socket = new WebSocket(socketUrl(path));
+      this.path = path;
+      this.socket = socket;
+      socket.onopen = function () { self.watch(self.waiting()); };
+      socket.onmessage = function (event) {
+        var s = JSON.parse(event.data);
+        received = true;
+        self.failures = 0;
+        self.backoff = 500;
+        var key = self.key(s.kind, s.id);
+        var bar = self.bars[key];
+        if (!bar) { return; }  // (a message with no id says the request was malformed)
+        if (s.forbidden) { bar.done = true; } else { bar.render(s); }
+        if (bar.done) { delete self.bars[key]; }
+        if (!self.waiting().length) { socket.close(1000); }
+      };
+      socket.onclose = function () {
+        if (self.socket !== socket) { return; }  // an older socket, already replaced
+        self.socket = null;
+        var left = self.waiting();
+        if (!left.length) { return; }
+        if (!received) { self.failures += 1; }
+        if (self.failures >= SOCKET_FAILURES_BEFORE_POLLING) {
+          self.disabled = true;  // each bar on its own from now on
+          self.bars = {};
+          left.forEach(function (bar) { bar.connect(); });
+          return;
+        }
+        setTimeout(function () { if (!self.socket) { self.open(self.path); } }, self.backoff);
+        self.backoff = Math.min(self.backoff * 2, MAX_BACKOFF_MS);
+      };
+    }
+  };
+
   function Bar(root) {
     this.root = root;
+    this.kind = root.dataset.jobprogress || "job";
+    this.id = root.dataset.jobId;
     this.last = null;
     this.socketFailures = 0;
     this.backoff = 500;
@@ -104,11 +179,12 @@
 
   Bar.prototype.connect = function () {
     var self = this;
-    if (!("WebSocket" in window) || !this.root.dataset.wsPath) { this.poll(); return; }
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    if (!("WebSocket" in window)) { this.poll(); return; }
+    if (this.root.dataset.wsWatchPath && !shared.disabled) { shared.add(this); return; }
+    if (!this.root.dataset.wsPath) { this.poll(); return; }
     var opened = false;
     var received = false;  // the server always sends a snapshot first: none means failure
-    var socket = new WebSocket(this.withToken(scheme + window.location.host + this.root.dataset.wsPath));
+    var socket = new WebSocket(this.withToken(socketUrl(this.root.dataset.wsPath)));
     this.socket = socket;
     socket.onopen = function () { opened = true; self.backoff = 500; };
     socket.onmessage = function (event) { received = true; self.render(JSON.parse(event.data)); };
@@ -165,7 +241,7 @@
     }
   }
 
-  window.djangoJobProgress = { scan: scan, Bar: Bar };
+  window.djangoJobProgress = { scan: scan, Bar: Bar, shared: shared };
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", scan);
   } else {
