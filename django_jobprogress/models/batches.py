@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.models.base import user_field
 from django_jobprogress.models.jobs import JobRecord
-from django_jobprogress.models.sql import guarded_update
+from django_jobprogress.models.sql import count_member_end, guarded_update
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import ProgressTask, resolve_task
 from django_jobprogress.signals import batch_finished
@@ -62,11 +62,11 @@ class BatchManager(models.Manager["Batch"]):
 
         Must run inside the transaction of that transition.
         """
-        counter = FINAL_COUNTER[outcome]
-        batch = self.model(pk=batch_id)
-        batch._state.db = self.db
-        guarded_update(batch, {counter: F(counter) + 1})
-        batch._finish_if_done()
+        now = timezone.now()
+        statuses = {status.value: status.value for status in Batch.Status}
+        if count_member_end(Batch, self.db, batch_id, FINAL_COUNTER[outcome], statuses, now):
+            batch = self.get(pk=batch_id)
+            batch._finished(now)
 
 
 class Batch(SignedAccess, models.Model):
@@ -232,19 +232,24 @@ class Batch(SignedAccess, models.Model):
         won = guarded_update(self, {"status": final, "finished_at": now}, where=last_member_done)
         if won:
             self.refresh_from_db()
-            snapshot = self.snapshot()  # what every callback receives
-            for callback in self._callbacks_due():
-                try:
-                    # Claim and enqueue together: if enqueueing fails, the claim is
-                    # undone too and the row honestly says it was never enqueued.
-                    with transaction.atomic(using=self._state.db or "default"):
-                        self._enqueue_callback(callback, now, snapshot)
-                except Exception:
-                    # Never undo the member's own transition for a broken callback.
-                    setattr(self, f"{callback}_enqueued_at", None)
-                    logger.exception("batch %s: could not enqueue %s", self.pk, callback)
-            transaction.on_commit(lambda: batch_finished.send(sender=Batch, batch=self))
+            self._finished(now)
         return won
+
+    def _finished(self, now: Any) -> None:
+        """This transaction finished the batch (``finished_at = now``): enqueue its
+        callbacks, each claimed once, and tell the watchers on commit."""
+        snapshot = self.snapshot()  # what every callback receives
+        for callback in self._callbacks_due():
+            try:
+                # Claim and enqueue together: if enqueueing fails, the claim is
+                # undone too and the row honestly says it was never enqueued.
+                with transaction.atomic(using=self._state.db or "default"):
+                    self._enqueue_callback(callback, now, snapshot)
+            except Exception:
+                # Never undo the member's own transition for a broken callback.
+                setattr(self, f"{callback}_enqueued_at", None)
+                logger.exception("batch %s: could not enqueue %s", self.pk, callback)
+        transaction.on_commit(lambda: batch_finished.send(sender=Batch, batch=self))
 
     def _callbacks_due(self) -> list[str]:
         due = ["on_complete"]

@@ -13,6 +13,7 @@ supported; elsewhere the claim raises ``NotSupportedError``.
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from weakref import WeakKeyDictionary
@@ -261,3 +262,70 @@ def upsert_add(
     params = _prepare(fields, {**keys, **added}, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def _build_member_end(model: type[Model], connection: Any, counter: str) -> str:
+    qn = connection.ops.quote_name
+    c = {name: qn(_fields(model, (name,))[0].column) for name in _BATCH_COLUMNS}
+    done_after = f"{c['succeeded']} + {c['failed']} + {c['cancelled']} + 1"
+    failed_after = f"{c['failed']} + 1" if counter == "failed" else c["failed"]
+    last = f"{c['sealed']} = %s AND {c['finished_at']} IS NULL AND {c['total']} <= {done_after}"
+    final = (
+        f"CASE WHEN {c['cancel_requested_at']} IS NOT NULL THEN %s "
+        f"WHEN {c['allow_failures']} = %s AND {failed_after} > 0 THEN %s ELSE %s END"
+    )
+    return (
+        f"UPDATE {qn(model._meta.db_table)} SET {c[counter]} = {c[counter]} + 1, "
+        f"{c['status']} = CASE WHEN {last} THEN {final} ELSE {c['status']} END, "
+        f"{c['finished_at']} = CASE WHEN {last} THEN %s ELSE {c['finished_at']} END "
+        f"WHERE {qn(model._meta.pk.column)} = %s RETURNING {c['finished_at']}"
+    )
+
+
+_BATCH_COLUMNS = (
+    "succeeded",
+    "failed",
+    "cancelled",
+    "sealed",
+    "finished_at",
+    "total",
+    "cancel_requested_at",
+    "allow_failures",
+    "status",
+)
+
+
+def count_member_end(
+    model: type[Model], using: str, pk: Any, counter: str, statuses: dict[str, str], now: Any
+) -> bool:
+    """Count a batch member's end in ``counter`` and, if it was the sealed batch's last
+    member, finish the batch (status from ``statuses``: cancelled, failed, completed)
+    in the same ``UPDATE ... RETURNING``; True if this call finished it.
+
+    The old values on the right of SET are the row's before this update, so
+    "the last member" is judged with this member counted.
+    """
+    connection = connections[using]
+    sql = _once(
+        connection,
+        ("member_end", model, counter),
+        lambda: _build_member_end(model, connection, counter),
+    )
+    finished_at = _fields(model, ("finished_at",))[0].get_db_prep_value(now, connection)
+    pk_value = model._meta.pk.get_db_prep_value(pk, connection)
+    final = [statuses["cancelled"], False, statuses["failed"], statuses["completed"]]
+    params = [True, *final, True, finished_at, pk_value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row is not None and _naive_utc(row[0]) == _naive_utc(now)
+
+
+def _naive_utc(value: Any) -> Any:
+    """A timestamp as naive UTC (or naive local with ``USE_TZ = False``), however the
+    database returned it (SQLite: text or a naive datetime; PostgreSQL: aware)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
