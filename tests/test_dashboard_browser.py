@@ -1,0 +1,98 @@
+"""The admin dashboard in Chromium: a running job's bar moves live on the dashboard
+and its Cancel button stops it. Same stack as ``tests/test_browser.py`` (daphne and
+a qcluster on the live test database, the embedded layer); every wait is a
+condition with a deadline."""
+
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import MD5PasswordHasher
+from django.contrib.auth.models import Permission
+
+from django_jobprogress.models import JobRecord
+from tests import test_browser
+from tests.test_browser import (
+    BAR,
+    PASSWORD,
+    RECORD_BAR,
+    TIMEOUT_MS,
+    TWO_INTERMEDIATE_VALUES,
+    Visitor,
+    embedded_only,
+    job_row,
+)
+
+# The stack and the browser of tests/test_browser.py (fixtures: found by name).
+_require_browser_services = test_browser._require_browser_services
+close_executor_connections = test_browser.close_executor_connections
+stack = test_browser.stack
+browser = test_browser.browser
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+DASHBOARD = "/admin/django_jobprogress/jobrecord/dashboard/"
+
+
+def make_staff(username):
+    hasher = MD5PasswordHasher()
+    user = get_user_model().objects.create(
+        username=username, password=hasher.encode(PASSWORD, hasher.salt()), is_staff=True
+    )
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="django_jobprogress",
+            codename__in=["view_jobrecord", "cancel_jobrecord"],
+        )
+    )
+    return user
+
+
+def wait_until_running(job_id, timeout=TIMEOUT_MS / 1000):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if JobRecord.objects.filter(pk=job_id, status="running", progress__gt=0).exists():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@embedded_only
+async def test_a_running_job_moves_live_on_the_dashboard_and_cancels_from_it(stack, browser):
+    await sync_to_async(make_staff)("olga")
+    context = await browser.new_context()
+    try:
+        await context.add_init_script(RECORD_BAR)
+        page = await context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        olga = Visitor(stack, context, page)
+        await olga.log_in("olga")
+        job_id = await olga.start("export", count=300)  # about 20 s of work
+        assert await sync_to_async(wait_until_running)(job_id), await sync_to_async(job_row)(job_id)
+
+        await page.goto(stack.url + DASHBOARD)
+        assert await page.title() != "" and "Jobs dashboard" in await page.inner_text("h1")
+        assert int(await page.inner_text('[data-count="running"]')) >= 1
+        bar = page.locator(f'[data-job-id="{job_id}"]')
+        assert await bar.locator(BAR).count() == 1
+        await olga.wait_for(TWO_INTERMEDIATE_VALUES, "two values between 0 and 100", job_id)
+
+        cancel = bar.locator('[data-action="cancel"]')
+        assert await cancel.is_visible()
+        await cancel.click()
+        await olga.wait_for(
+            '(id) => document.querySelector(`[data-job-id="${id}"] [data-field="status"]`)'
+            ".textContent === 'cancelled'",
+            "the job to be cancelled",
+            job_id,
+            arg=job_id,
+        )
+        row = await sync_to_async(job_row)(job_id)
+        assert row["status"] == "cancelled"
+        assert 0 < row["progress"] < 0.75
+        assert int(await bar.locator(BAR).get_attribute("aria-valuenow")) < 75
+        assert await cancel.is_hidden()
+        assert not olga.errors
+    finally:
+        await context.close()
