@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from uuid import UUID
 
 from django import template
 from django.urls import NoReverseMatch, get_script_prefix, reverse
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from django_jobprogress import access
 from django_jobprogress.models import Batch, JobRecord
@@ -31,13 +34,35 @@ def _tracked(obj: Any) -> JobRecord | Batch | None:
 
 def batch_summary(snapshot: dict[str, Any]) -> str:
     """ "7 of 10 done, 1 failed": the line a batch shows where a job shows its message
-    (the static JS writes the same line)."""
+    (the static JS writes the same line, from the same translated texts)."""
     done = snapshot["succeeded"] + snapshot["failed"] + snapshot["cancelled"]
-    line = f"{done} of {snapshot['total']} done"
+    line = LABELS["done"] % {"done": done, "total": snapshot["total"]}
     for name in ("failed", "cancelled"):
         if snapshot[name]:
-            line += f", {snapshot[name]} {name}"
-    return line
+            line += LABELS[f"n_{name}"] % {"n": snapshot[name]}
+    return str(line)
+
+
+#: The texts the bar shows, translated; the static JS gets them as ``data-labels``.
+LABELS: dict[str, Any] = {
+    "pending": pgettext_lazy("job status", "pending"),
+    "running": pgettext_lazy("job status", "running"),
+    "completed": pgettext_lazy("job status", "completed"),
+    "failed": pgettext_lazy("job status", "failed"),
+    "cancelled": pgettext_lazy("job status", "cancelled"),
+    "cancelling": pgettext_lazy("job status", "cancelling"),
+    "eta_s": _("about %(n)s s left"),
+    "eta_min": _("about %(n)s min left"),
+    "eta_h": _("about %(n)s h left"),
+    "done": _("%(done)s of %(total)s done"),
+    "n_failed": _(", %(n)s failed"),
+    "n_cancelled": _(", %(n)s cancelled"),
+    "download": _("Download result"),
+}
+
+
+def _labels_json() -> str:
+    return json.dumps({key: str(text) for key, text in LABELS.items()})
 
 
 def _url(name: str, pk: Any) -> str:
@@ -97,4 +122,6 @@ def progress_bar(
         "json_url": _url(f"django_jobprogress:{kind}-detail", record.pk),
         "cancel_url": _url(f"django_jobprogress:{kind}-cancel", record.pk),
         "csrf_token": context.get("csrf_token", ""),
+        "status_label": LABELS.get(snapshot["status"], snapshot["status"]),
+        "labels_json": _labels_json(),
     }

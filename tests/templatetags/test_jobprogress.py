@@ -6,8 +6,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.template import Context, Template, TemplateSyntaxError
 from django.test import RequestFactory
 from django.urls import set_script_prefix
+from django.utils import translation
 
 from django_jobprogress.models import JobRecord
+from django_jobprogress.templatetags import jobprogress as tag
 from tests.factories import start
 
 pytestmark = pytest.mark.django_db
@@ -183,3 +185,17 @@ def test_renders_a_batch_with_its_counts(make_user, memory_queue):
     assert f'data-ws-path="/ws/batches/{batch.pk}/"' in html
     assert "weekly blast" in html and "0 of 3 done" in html
     assert 'data-action="cancel"' in html
+
+
+def test_the_bar_s_texts_come_translated_for_the_script(job, monkeypatch):
+    # A stand-in catalog that shouts: every text of the bar must come through it.
+    translation.gettext("")  # let Django pick its translation backend first
+    monkeypatch.setattr(translation._trans, "gettext", lambda message: message.upper())
+    monkeypatch.setattr(translation._trans, "pgettext", lambda context, message: message.upper())
+    html = render("{% progress_bar job %}", user=job.owner, job=job)
+    found = re.search(r'data-labels="([^"]*)"', html)
+    labels = json.loads(found.group(1).replace("&quot;", '"'))
+    assert labels["running"] == "RUNNING" and labels["eta_s"] == "ABOUT %(N)S S LEFT"
+    assert '<span data-field="status" aria-live="polite">RUNNING</span>' in html
+    assert ">CANCEL</button>" in html
+    assert set(labels) == set(tag.LABELS)

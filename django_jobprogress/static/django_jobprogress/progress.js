@@ -14,19 +14,25 @@
 
   function field(root, name) { return root.querySelector('[data-field="' + name + '"]'); }
 
-  function formatEta(seconds) {
-    if (seconds === null || seconds === undefined) { return ""; }
-    var s = Math.round(seconds);
-    if (s < 60) { return "about " + s + " s left"; }
-    var m = Math.round(s / 60);
-    if (m < 60) { return "about " + m + " min left"; }
-    return "about " + Math.round(m / 60) + " h left";
+  function text(labels, key, fallback, values) {
+    var template = labels[key] || fallback;
+    return template.replace(/%\((\w+)\)s/g, function (all, name) { return String(values[name]); });
   }
 
-  function batchSummary(s) {
-    var line = (s.succeeded + s.failed + s.cancelled) + " of " + s.total + " done";
-    if (s.failed) { line += ", " + s.failed + " failed"; }
-    if (s.cancelled) { line += ", " + s.cancelled + " cancelled"; }
+  function formatEta(labels, seconds) {
+    if (seconds === null || seconds === undefined) { return ""; }
+    var s = Math.round(seconds);
+    if (s < 60) { return text(labels, "eta_s", "about %(n)s s left", { n: s }); }
+    var m = Math.round(s / 60);
+    if (m < 60) { return text(labels, "eta_min", "about %(n)s min left", { n: m }); }
+    return text(labels, "eta_h", "about %(n)s h left", { n: Math.round(m / 60) });
+  }
+
+  function batchSummary(labels, s) {
+    var line = text(labels, "done", "%(done)s of %(total)s done",
+      { done: s.succeeded + s.failed + s.cancelled, total: s.total });
+    if (s.failed) { line += text(labels, "n_failed", ", %(n)s failed", { n: s.failed }); }
+    if (s.cancelled) { line += text(labels, "n_cancelled", ", %(n)s cancelled", { n: s.cancelled }); }
     return line;
   }
 
@@ -114,6 +120,8 @@
     this.root = root;
     this.kind = root.dataset.jobprogress || "job";
     this.id = root.dataset.jobId;
+    this.labels = {};
+    try { this.labels = JSON.parse(root.dataset.labels || "{}"); } catch (e) { /* English */ }
     this.last = null;
     this.socketFailures = 0;
     this.backoff = 500;
@@ -138,10 +146,11 @@
     track.setAttribute("aria-valuetext", percent + "%" + (s.stage ? ", " + s.stage : ""));
     field(root, "fill").style.width = percent + "%";
     field(root, "percent").textContent = percent + "%";
-    field(root, "status").textContent = s.cancel_requested && !FINISHED[s.status] ? "cancelling" : s.status;
+    var status = s.cancel_requested && !FINISHED[s.status] ? "cancelling" : s.status;
+    field(root, "status").textContent = this.labels[status] || status;
     field(root, "stage").textContent = s.stage || "";
-    field(root, "eta").textContent = formatEta(s.eta_seconds);
-    field(root, "message").textContent = s.kind === "batch" ? batchSummary(s) : (s.message || "");
+    field(root, "eta").textContent = formatEta(this.labels, s.eta_seconds);
+    field(root, "message").textContent = s.kind === "batch" ? batchSummary(this.labels, s) : (s.message || "");
     var error = field(root, "error");
     error.textContent = s.error || "";
     error.hidden = !s.error;
@@ -160,7 +169,7 @@
     if (!href) { box.hidden = true; return; }
     var link = document.createElement("a");
     link.href = href;
-    link.textContent = typeof result.label === "string" ? result.label : "Download result";
+    link.textContent = typeof result.label === "string" ? result.label : (this.labels.download || "Download result");
     box.appendChild(link);
     box.hidden = false;
   };
