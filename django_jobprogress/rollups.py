@@ -3,7 +3,7 @@ bin of a range, and each task's runs with its run-time histogram.
 
 Both read only the range's rows, through the unique index that starts with the
 minute, and add them up in the database, bins included: a 7-day chart returns one
-row per bin (336), not one per minute (10,080).
+row per bin (168), not one per minute (10,080).
 """
 
 from __future__ import annotations

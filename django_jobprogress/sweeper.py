@@ -26,6 +26,7 @@ from django.db import connections
 from django.utils import timezone
 
 from django_jobprogress import conf
+from django_jobprogress.models.stats import compact
 from django_jobprogress.recovery import sweep
 from django_jobprogress.scheduler import next_due_at, run_due
 
@@ -101,6 +102,7 @@ class Sweeper:
                     next_sweep = time.monotonic() + interval
                     _logged(sweep, "recovery sweep")
                 due_in = _logged(_run_schedules, "schedules")
+                _logged(lambda: compact(timezone.now()), "folding old per-minute counts")
                 connections.close_all()  # this thread's own connections only
                 stop.wait(_wait(interval, next_sweep, due_in))
         elected.clear()

@@ -9,7 +9,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from django_jobprogress.models import JobMinute, JobRecord
-from django_jobprogress.models.stats import bucket_limit, bucket_of
+from django_jobprogress.models.stats import HOURLY, bucket_limit, bucket_of, compact
 from django_jobprogress.pruning import prune
 from tests.factories import start
 
@@ -71,3 +71,41 @@ def test_counts_outlive_prune_jobs():
     prune(timezone.now() + timedelta(seconds=1))
     assert not JobRecord.objects.exists()
     assert counts()["completed"] == 1
+
+
+def minute_row(minute, shard=0, bucket=3, **counts):
+    return JobMinute.objects.create(
+        minute=minute, task_name="tests.jobs.add", bucket=bucket, shard=shard, **counts
+    )
+
+
+def test_minutes_older_than_a_day_are_folded_into_hour_rows_without_losing_a_count():
+    now = timezone.now().replace(minute=30, second=0, microsecond=0)
+    old_hour = (now - timedelta(days=2)).replace(minute=0)
+    for minute in range(0, 60, 10):
+        for shard in (0, 5):
+            minute_row(old_hour + timedelta(minutes=minute), shard, completed=2, seconds=1.5)
+    minute_row(old_hour + timedelta(minutes=5), bucket=9, failed=1, seconds=30.0)
+    recent = minute_row(now - timedelta(hours=2), completed=7)
+    before = counts()
+
+    assert compact(now) == 1
+    assert compact(now) == 0  # nothing left to fold
+
+    assert counts() == before  # every count kept
+    hourly = JobMinute.objects.filter(shard=HOURLY).order_by("bucket")
+    assert [(r.minute, r.bucket, r.completed, r.failed, r.seconds) for r in hourly] == [
+        (old_hour, 3, 24, 0, 18.0),
+        (old_hour, 9, 0, 1, 30.0),
+    ]
+    assert set(JobMinute.objects.exclude(shard=HOURLY)) == {recent}
+
+
+def test_a_late_minute_row_is_folded_into_its_hour_row_later():
+    now = timezone.now()
+    old_hour = (now - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    minute_row(old_hour, completed=1)
+    compact(now)
+    minute_row(old_hour + timedelta(minutes=1), completed=1)  # a worker whose clock lagged
+    compact(now)
+    assert list(JobMinute.objects.values_list("shard", "completed")) == [(HOURLY, 2)]

@@ -252,6 +252,17 @@ class JobRecord(SignedAccess, models.Model):
             models.Index(fields=["task_name", "-created_at"], name="jobprogress_task_created"),
             models.Index(fields=["status", "finished_at"], name="jobprogress_status_finished"),
             models.Index(fields=["batch", "status"], name="jobprogress_batch_members"),
+            # The admin changelist: its default order (created_at, then the primary key
+            # Django adds), its queue filter, its key search and a job's retries. These
+            # columns are written once, with the job, so heartbeats stay HOT.
+            models.Index(fields=["-created_at", "-id"], name="jobprogress_created"),
+            models.Index(fields=["queue", "-created_at"], name="jobprogress_queue_created"),
+            models.Index(fields=["key"], condition=Q(key__isnull=False), name="jobprogress_key"),
+            models.Index(
+                fields=["retry_of"],
+                condition=Q(retry_of__isnull=False),
+                name="jobprogress_retry_of",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -7,16 +7,17 @@ Each job's end adds one to one row, in the same transaction as the end itself
 ``prune_jobs``, so the charts keep their history. A row is keyed by (minute,
 task, run-time bucket, shard); the shard is the worker's process id modulo
 ``SHARDS``, so workers finishing jobs of one task in the same minute do not
-queue on one row lock.
+queue on one row lock. The recovery sweep folds minutes older than a day into
+hour rows (``compact``, shard ``HOURLY``), so a week's chart stays cheap.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.models.sql import upsert_add
@@ -82,3 +83,57 @@ def count_end(
     added: dict[str, float] = {name: int(name == outcome) for name in OUTCOMES}
     added["seconds"] = run_time or 0.0
     upsert_add(JobMinute, connections[using], key, added)
+
+
+#: The shard of hour rows: minutes older than ``COMPACT_AFTER`` are folded into one
+#: row per (hour, task, bucket), so a week's chart reads about 60 times fewer rows.
+HOURLY = SHARDS
+COMPACT_AFTER = timedelta(hours=26)
+
+
+def compact(now: datetime, using: str = "default", hours: int = 6) -> int:
+    """Fold the minute rows of the oldest not yet folded hours (at most ``hours``)
+    that ended ``COMPACT_AFTER`` before ``now`` into hour rows; return how many hours.
+
+    Each hour is one transaction: its sums are added to the hour rows and its minute
+    rows deleted together, so a count is never lost nor counted twice, and any
+    number of sweepers may do this at once (the deletes decide, under the rows'
+    locks; a sweeper that finds an hour already folded adds nothing).
+    """
+    cutoff = (now - COMPACT_AFTER).replace(minute=0, second=0, microsecond=0)
+    minutes = JobMinute.objects.using(using).filter(shard__lt=HOURLY, minute__lt=cutoff)
+    folded = 0
+    while folded < hours:
+        oldest = minutes.order_by("minute").values_list("minute", flat=True).first()
+        if oldest is None:
+            break
+        hour = oldest.replace(minute=0, second=0, microsecond=0)
+        _fold_hour(using, hour)
+        folded += 1
+    return folded
+
+
+def _fold_hour(using: str, hour: datetime) -> None:
+    with transaction.atomic(using=using):
+        rows = JobMinute.objects.using(using).filter(
+            shard__lt=HOURLY, minute__gte=hour, minute__lt=hour + timedelta(hours=1)
+        )
+        # Lock and read the hour's rows, then delete exactly those: a job's end that
+        # commits into this hour meanwhile (a worker whose clock is late) stays.
+        taken = list(
+            rows.select_for_update().values_list("pk", "task_name", "bucket", *OUTCOMES, "seconds")
+        )
+        sums: dict[tuple[str, int], list[float]] = {}
+        for _pk, task_name, bucket, *values in taken:
+            total = sums.setdefault((task_name, bucket), [0.0] * (len(OUTCOMES) + 1))
+            for index, value in enumerate(values):
+                total[index] += value
+        deleted, _ = JobMinute.objects.using(using).filter(pk__in=[r[0] for r in taken]).delete()
+        if deleted != len(taken):  # another sweeper folded it first: its sums stand
+            transaction.set_rollback(True, using=using)
+            return
+        connection = connections[using]
+        for (task_name, bucket), total in sums.items():
+            key = {"minute": hour, "task_name": task_name, "bucket": bucket, "shard": HOURLY}
+            added = {name: int(total[i]) for i, name in enumerate(OUTCOMES)}
+            upsert_add(JobMinute, connection, key, {**added, "seconds": total[-1]})
