@@ -499,6 +499,19 @@ def summarize(label: str, results: list[dict]) -> None:
         f"(goal >= {RATIO_GOAL}{'' if ratio >= RATIO_GOAL else ': MISSED'}); per-round "
         f"ratios {'  '.join(f'{x:.3f}' for x in ratios)} ({noisy} of {len(results)} NOISY)"
     )
+    if noisy:  # the same without the rounds that other work on the machine disturbed
+        quiet = [r for r in results if r["other_share"] <= NOISY]
+        q_base = [r["rate"] for r in quiet if r["kind"] == "baseline"]
+        q_pruned = [r.get("rate_while_pruning", r["rate"]) for r in quiet if r["kind"] == "prune"]
+        if q_base and q_pruned:
+            q_ratio = statistics.median(q_pruned) / statistics.median(q_base)
+            print(
+                f"  quiet rounds only ({len(q_base)} baseline, {len(q_pruned)} prune): "
+                f"baseline median {statistics.median(q_base):.1f} jobs/s, during the prune "
+                f"median {statistics.median(q_pruned):.1f} jobs/s, ratio {q_ratio:.3f}"
+            )
+        else:
+            print("  no quiet round of one kind or the other: no quiet-only ratio")
     prunes = [r["pruner"] for r in results if r["pruner"] is not None]
     ok = [p for p in prunes if p.error is None and p.report is not None]
     if ok:
