@@ -52,6 +52,7 @@ import argparse
 import math
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -104,8 +105,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile one more request of each page over its goal (cProfile; top functions "
-        "by cumulative time)",
+        help="profile one more request of each page (cProfile: the package's functions by "
+        "cumulative time, all by own time)",
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="list every statement of each page's last timed request, with its time",
     )
     parser.add_argument(
         "--explain",
@@ -423,25 +429,29 @@ def fill_batches() -> None:
 
 
 def batch_counters() -> None:
-    """Each batch's counters, created_at and finished_at from its members."""
+    """Each batch's counters, created_at and finished_at from its members: one GROUP BY
+    of the members joined to the batches (UPDATE ... FROM: PostgreSQL, SQLite 3.33+)."""
     from django.db import connection
 
     from django_jobprogress.models import Batch, JobRecord
 
     qn = connection.ops.quote_name
     batch, job = qn(Batch._meta.db_table), qn(JobRecord._meta.db_table)
-    member = f"FROM {job} AS m WHERE m.batch_id = {batch}.id"
+    counted = "SUM(CASE WHEN status = '{0}' THEN 1 ELSE 0 END) AS {0}"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE {batch} SET
-                total = (SELECT COUNT(*) {member}),
-                succeeded = (SELECT COUNT(*) {member} AND m.status = 'completed'),
-                failed = (SELECT COUNT(*) {member} AND m.status = 'failed'),
-                cancelled = (SELECT COUNT(*) {member} AND m.status = 'cancelled'),
-                created_at = COALESCE((SELECT MIN(m.created_at) {member}), created_at),
-                finished_at = CASE WHEN status = 'completed'
-                    THEN (SELECT MAX(m.finished_at) {member}) END
+                total = m.total, succeeded = m.completed, failed = m.failed,
+                cancelled = m.cancelled, created_at = m.first_created,
+                finished_at = CASE WHEN {batch}.status = 'completed' THEN m.last_finished END
+            FROM (
+                SELECT batch_id, COUNT(*) AS total, {counted.format("completed")},
+                       {counted.format("failed")}, {counted.format("cancelled")},
+                       MIN(created_at) AS first_created, MAX(finished_at) AS last_finished
+                FROM {job} WHERE batch_id IS NOT NULL GROUP BY batch_id
+            ) AS m
+            WHERE {batch}.id = m.batch_id
             """,
             [],
         )
@@ -667,6 +677,7 @@ def time_page(client, url: str, query: dict, requests: int, check) -> dict:
         "top": top,
         "slowest": slowest,
         "shown": shown,
+        "last": timer.statements,
     }
 
 
@@ -688,8 +699,9 @@ def explain(sql: str, params: tuple) -> list[str]:
     return lines
 
 
-def profile(client, url: str, query: dict, shown: int = 25) -> list[str]:
-    """The functions one request spent most time in (cumulative), from cProfile."""
+def profile(client, url: str, query: dict, shown: int = 12) -> list[str]:
+    """Where one request spent its time (cProfile): the package's functions by
+    cumulative time, and all functions by their own time."""
     import cProfile
     import io
     import pstats
@@ -698,12 +710,17 @@ def profile(client, url: str, query: dict, shown: int = 25) -> list[str]:
     profiler.enable()
     client.get(url, query)
     profiler.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out)
-    stats.sort_stats("cumulative").print_stats(shown)
-    lines = out.getvalue().splitlines()
-    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-    return ["profile of one request (cProfile, sorted by cumulative time):", *lines[start:]]
+    lines = ["profile of one request (cProfile):"]
+    for order, restriction in (("cumulative", "django_jobprogress"), ("tottime", "")):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out).sort_stats(order)
+        stats.print_stats(*(r for r in (restriction,) if r), shown)
+        text = out.getvalue().splitlines()
+        start = next((i for i, line in enumerate(text) if "ncalls" in line), 0)
+        where = f"in {restriction}, " if restriction else ""
+        lines.append(f"{where}by {order} time:")
+        lines += [line.replace(str(ROOT) + "/", "") for line in text[start:] if line.strip()]
+    return lines
 
 
 def short_sql(sql: str, width: int = 150) -> str:
@@ -746,7 +763,11 @@ def run_pages(args: argparse.Namespace, goal: float) -> list[tuple[str, dict]]:
         )
         for seconds, sql in r["top"]:
             print(f"        {seconds * 1000:7.2f} ms  {short_sql(sql)}")
-        if args.profile and r["p50"] > goal:
+        if args.statements:
+            print("        every statement of the last request:")
+            for sql, _params, seconds in r["last"]:
+                print(f"        {seconds * 1000:7.2f} ms  {short_sql(sql, 110)}")
+        if args.profile:
             for line in profile(client, url, query):
                 print(f"        {line}")
         if args.explain and r["slowest"][1]:
@@ -815,7 +836,12 @@ def main() -> int:
     return run_child(args.db, args)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through run_child's finally: cleans up
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         sys.exit(main())
     except KeyboardInterrupt:
