@@ -5,12 +5,12 @@ from typing import TYPE_CHECKING, Any
 from django_jobprogress.exceptions import JobCancelled, JobNotRunning
 
 if TYPE_CHECKING:  # type checkers see the real names; at run time they load lazily
-    from django_jobprogress.tasks import JobProgressMixin, progress_task
+    from django_jobprogress.tasks import Call, JobProgressMixin, progress_task
 
-__all__ = ["JobCancelled", "JobNotRunning", "JobProgressMixin", "progress_task"]
+__all__ = ["Call", "JobCancelled", "JobNotRunning", "JobProgressMixin", "progress_task"]
 __version__ = "0.1.0"
 
-_LAZY = {"JobProgressMixin", "progress_task"}
+_LAZY = {"Call", "JobProgressMixin", "progress_task"}
 
 
 def __getattr__(name: str) -> Any:

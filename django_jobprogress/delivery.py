@@ -34,3 +34,30 @@ def hand_off(record: JobRecord, options: TaskOptions) -> bool:
         )
         return False
     return True
+
+
+def hand_off_many(records: list[JobRecord], options: TaskOptions, chunk_size: int) -> int:
+    """Give ``records`` (of one task and queue) to the queue, ``chunk_size`` to a round
+    trip where the queue sends in bulk; return how many it took. From the first chunk
+    it refuses, the rest stay PENDING and unsent, for the sweep."""
+    adapter = get_queue_adapter()
+    if not adapter.sends_in_bulk:
+        return sum(hand_off(record, options) for record in records)
+    for start in range(0, len(records), chunk_size):
+        try:
+            adapter.enqueue_many(records[start : start + chunk_size], options)
+        except Exception as exc:
+            unsent = records[start:]
+            manager = type(unsent[0])._default_manager
+            for first in range(0, len(unsent), chunk_size):
+                pks = [record.pk for record in unsent[first : first + chunk_size]]
+                manager.filter(pk__in=pks).hand_offs_failed()
+            logger.warning(
+                "%d jobs stay pending: the queue refused them (%s: %s); the sweep hands "
+                "them off again",
+                len(unsent),
+                type(exc).__name__,
+                exc,
+            )
+            return start
+    return len(records)

@@ -11,7 +11,7 @@ id to the queue adapter.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast, overload
 
@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils.module_loading import import_string
 
 from django_jobprogress.adapters import get_queue_adapter
-from django_jobprogress.delivery import hand_off
+from django_jobprogress.delivery import hand_off, hand_off_many
 from django_jobprogress.exceptions import JobProgressConfigurationError
 from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.options import TaskOptions
@@ -31,17 +31,21 @@ if TYPE_CHECKING:
     from django_jobprogress.progress import Progress
 
 __all__ = [
+    "Call",
     "JobContext",
     "JobProgressMixin",
     "ProgressTask",
     "TaskOptions",
     "enqueue",
+    "enqueue_many",
     "enqueue_or_find",
     "progress_task",
     "resolve_task",
 ]
 
 ON_CONFLICT_CHOICES = ("return", "raise")
+#: Rows per INSERT and messages per broker round trip in ``enqueue_many``.
+CHUNK_SIZE = 500
 
 
 class JobContext:
@@ -112,6 +116,26 @@ class JobProgressMixin(JobContext):
         """
         options = dict(owner=owner, key=key, queue=queue, on_conflict=on_conflict, batch=batch)
         return enqueue(cls, args, kwargs, **options)
+
+    @classmethod
+    def enqueue_many(
+        cls,
+        calls: Iterable[Call | tuple[Any, ...] | list[Any]],
+        *,
+        owner: Any = None,
+        queue: str | None = None,
+        on_conflict: str = "return",
+        batch: Batch | None = None,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> list[JobRecord]:
+        """Start one job per call (``Call(*args, key=..., **kwargs)`` or a tuple of
+        positional arguments) in a few statements; returns their PENDING records.
+
+        All or nothing: a bad call raises, naming its position, and nothing is
+        written. See ``django_jobprogress.tasks.enqueue_many``.
+        """
+        options = dict(owner=owner, queue=queue, on_conflict=on_conflict, batch=batch)
+        return enqueue_many(cls, calls, chunk_size=chunk_size, **options)
 
     @classmethod
     def perform(cls, record: JobRecord, progress: Progress) -> Any:
@@ -190,6 +214,26 @@ def _owner_or_none(owner: Any) -> Any:
     return validate_owner("owner", owner)
 
 
+class Call:
+    """One call of a task in ``enqueue_many()``: its arguments and, optionally, its own
+    ``key`` (the same ``key`` ``enqueue()`` takes). ``Call(*args, key=None, **kwargs)``;
+    a plain tuple or list of positional arguments is a ``Call`` without key."""
+
+    __slots__ = ("args", "key", "kwargs")
+
+    def __init__(self, *args: Any, key: str | None = None, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+        self.key = key
+
+    def __repr__(self) -> str:
+        parts = [repr(arg) for arg in self.args]
+        parts += [f"{name}={value!r}" for name, value in self.kwargs.items()]
+        if self.key is not None:
+            parts.append(f"key={self.key!r}")
+        return f"Call({', '.join(parts)})"
+
+
 def enqueue(
     task: ProgressTask,
     args: tuple[Any, ...],
@@ -228,47 +272,126 @@ def enqueue_or_find(
     ``max_attempts`` overrides the task's; ``scheduled_for`` is the schedule slot
     the run is for.
     """
-    name = task.get_task_name()
-    try:
-        found = import_string(name)
-    except ImportError:
-        found = None
-    if found is not task:
-        raise JobProgressConfigurationError(
-            f"{name!r} cannot be found again by its dotted name: define progress tasks "
-            "at module level"
-        )
-    if on_conflict not in ON_CONFLICT_CHOICES:
-        raise ValueError(f"on_conflict must be 'return' or 'raise', got {on_conflict!r}")
+    _check_call(args, kwargs, key)
+    fields, options = _shared_fields(task, owner, queue, on_conflict, batch, max_attempts)
+    record, created = JobRecord.objects.create_pending(
+        on_conflict=on_conflict,
+        **fields,
+        args=list(args),
+        kwargs=kwargs,
+        key=key,
+        scheduled_for=scheduled_for,
+    )
+    if created:
+        # A refused hand-off leaves the row PENDING for the sweep; the caller goes on.
+        transaction.on_commit(functools.partial(hand_off, record, options))
+    return record, created
+
+
+def enqueue_many(
+    task: ProgressTask,
+    calls: Iterable[Call | tuple[Any, ...] | list[Any]],
+    *,
+    owner: Any = None,
+    queue: str | None = None,
+    on_conflict: str = "return",
+    batch: Batch | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> list[JobRecord]:
+    """Enqueue one job of ``task`` per call, sharing ``owner``, ``queue`` and ``batch``;
+    return their records in call order.
+
+    All or nothing: every call is checked before anything is written, and a bad one
+    raises naming its position and value. The rows are written ``chunk_size`` to an
+    INSERT, in one transaction (the caller's, if any), and handed to the queue once
+    it commits, ``chunk_size`` to a broker round trip where the broker allows it. A
+    call whose ``key`` is taken by an unfinished job (or by an earlier call) follows
+    ``on_conflict``: ``"return"`` gives that job in its place, ``"raise"`` raises
+    ``DuplicateJob`` (``ValueError`` for two calls with one key) and writes nothing.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    wanted = []
+    for position, call in enumerate(calls, 1):
+        args, kwargs, key = _unpack(position, call)
+        try:
+            _check_call(args, kwargs, key)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"call {position}: {exc}") from None
+        wanted.append((list(args), kwargs, key))
+    fields, options = _shared_fields(task, owner, queue, on_conflict, batch, None)
+    if not wanted:
+        return []
+    records, created = JobRecord.objects.create_pending_many(
+        fields, wanted, on_conflict=on_conflict, chunk_size=chunk_size
+    )
+    if created:
+        transaction.on_commit(functools.partial(hand_off_many, created, options, chunk_size))
+    return records
+
+
+def _unpack(position: int, call: Any) -> tuple[tuple[Any, ...], dict[str, Any], str | None]:
+    if isinstance(call, Call):
+        return call.args, call.kwargs, call.key
+    if isinstance(call, tuple | list):
+        return tuple(call), {}, None
+    raise TypeError(
+        f"call {position} must be a Call(...) or a tuple or list of positional arguments, "
+        f"got {shown(call)}"
+    )
+
+
+def _check_call(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], key: Any) -> None:
+    """Check one call's key and arguments (JSON a database can store)."""
     if key is not None:
         if not isinstance(key, str) or not key or len(key) > 255:
             raise ValueError(
                 f"key must be a non-empty string of at most 255 characters, got {shown(key)}"
             )
         validate_text("key", key)
-    if queue is not None and not isinstance(queue, str):
-        raise TypeError(f"queue must be a string, got {queue!r}")
-    if batch is not None and not isinstance(batch, Batch):
-        raise TypeError(f"batch must be a Batch (from Batch.open(...)), got {batch!r}")
     for position, value in enumerate(args, 1):
         validate_json(f"argument {position}", value)
     for kw, value in kwargs.items():
         validate_text(f"argument name {kw!r}", kw)
         validate_json(f"argument {kw!r}", value)
+
+
+def _shared_fields(
+    task: ProgressTask,
+    owner: Any,
+    queue: str | None,
+    on_conflict: str,
+    batch: Batch | None,
+    max_attempts: int | None,
+) -> tuple[dict[str, Any], TaskOptions]:
+    """The checked fields every job of one enqueue shares, and the task's options."""
+    name = task.get_task_name()
+    try:
+        found = import_string(name)
+    except ImportError:
+        found = None
+    # A django.tasks Task made by JobProgressBackend stands for its progress task.
+    as_progress_task = getattr(found, "as_progress_task", None)
+    if found is not task and (as_progress_task is None or as_progress_task() is not task):
+        raise JobProgressConfigurationError(
+            f"{name!r} cannot be found again by its dotted name: define progress tasks "
+            "at module level"
+        )
+    if on_conflict not in ON_CONFLICT_CHOICES:
+        raise ValueError(f"on_conflict must be 'return' or 'raise', got {on_conflict!r}")
+    if queue is not None and not isinstance(queue, str):
+        raise TypeError(f"queue must be a string, got {queue!r}")
+    if batch is not None and not isinstance(batch, Batch):
+        raise TypeError(f"batch must be a Batch (from Batch.open(...)), got {batch!r}")
     owner = _owner_or_none(owner)
     options = task.get_options()
     queue = validate_text("queue", queue or options.queue or "")
     if len(queue) > 100:
         raise ValueError(f"queue must be at most 100 characters, got {shown(queue)}")
-
     adapter = get_queue_adapter()
-    record, created = JobRecord.objects.create_pending(
-        on_conflict=on_conflict,
+    fields = dict(
         task_name=name,
-        args=list(args),
-        kwargs=kwargs,
         owner=owner,
-        key=key,
         batch=batch,
         queue=queue,
         cancellable=options.cancellable,
@@ -276,12 +399,8 @@ def enqueue_or_find(
         stall_timeout=options.effective_stall_timeout(),
         progress_timeout=options.progress_timeout,
         max_attempts=_max_attempts(max_attempts or options.max_attempts, adapter),
-        scheduled_for=scheduled_for,
     )
-    if created:
-        # A refused hand-off leaves the row PENDING for the sweep; the caller goes on.
-        transaction.on_commit(functools.partial(hand_off, record, options))
-    return record, created
+    return fields, options
 
 
 def _max_attempts(wanted: int | None, adapter: QueueAdapter) -> int:

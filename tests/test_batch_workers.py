@@ -185,17 +185,48 @@ def batch_state(batch):
 # -- the test ------------------------------------------------------------------------------
 
 
+def enqueue_members(batch, bulk):
+    """The members past the two stoppable ones, one by one or with ``enqueue_many``
+    (one list per task and queue); returns the parked ones."""
+    indexes = {"add": [], "explode": [], "parked": []}
+    for index in range(MEMBERS - RUNNING_CANCELS):
+        indexes[member_kind(index)].append(index)
+    if bulk:
+        jobs.add.enqueue_many([(i, 1) for i in indexes["add"]], batch=batch)
+        jobs.Explode.enqueue_many([(f"member {i}",) for i in indexes["explode"]], batch=batch)
+        return jobs.add.enqueue_many([(i, 1) for i in indexes["parked"]], batch=batch, queue=PARKED)
+    parked = []
+    for index in range(MEMBERS - RUNNING_CANCELS):
+        kind = member_kind(index)
+        if kind == "add":
+            jobs.add.enqueue(index, 1, batch=batch)
+        elif kind == "explode":
+            jobs.Explode.enqueue(f"member {index}", batch=batch)
+        else:
+            parked.append(jobs.add.enqueue(index, 1, batch=batch, queue=PARKED))
+    return parked
+
+
 @pytest.mark.parametrize(
-    ("run", "allow_failures"), [(1, False), (2, True), (3, False), (4, True), (5, False)]
+    ("run", "allow_failures", "bulk"),
+    [
+        (1, False, False),
+        (2, True, False),
+        (3, False, False),
+        (4, True, False),
+        (5, False, False),
+        # The same, with the members enqueued in bulk.
+        (6, True, True),
+        (7, False, True),
+    ],
 )
 def test_two_clusters_finish_a_2000_job_batch_with_each_callback_once(
-    clusters, run, allow_failures
+    clusters, run, allow_failures, bulk
 ):
     from django_q.models import OrmQ
 
     started = time.monotonic()
     kinds = Counter(member_kind(i) for i in range(MEMBERS - RUNNING_CANCELS))
-    parked = []
     with Batch.open(
         f"run {run}",
         allow_failures=allow_failures,
@@ -212,14 +243,7 @@ def test_two_clusters_finish_a_2000_job_batch_with_each_callback_once(
                 state=lambda m=member: row(m),
             )
             assert member.request_cancel() is True
-        for index in range(MEMBERS - RUNNING_CANCELS):
-            kind = member_kind(index)
-            if kind == "add":
-                jobs.add.enqueue(index, 1, batch=batch)
-            elif kind == "explode":
-                jobs.Explode.enqueue(f"member {index}", batch=batch)
-            else:
-                parked.append(jobs.add.enqueue(index, 1, batch=batch, queue=PARKED))
+        parked = enqueue_members(batch, bulk)
         assert Batch.objects.get(pk=batch.pk).status == Batch.Status.OPEN
     enqueued = time.monotonic()
     assert Batch.objects.get(pk=batch.pk).sealed

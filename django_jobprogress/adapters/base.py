@@ -28,6 +28,16 @@ class QueueAdapter(ABC):
     def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
         """Send the job to the queue; return the queue's own id for it (or "")."""
 
+    #: Whether ``enqueue_many`` sends its jobs in one round trip, all or none. When
+    #: False, ``enqueue_many`` callers hand jobs off one by one with ``enqueue``.
+    sends_in_bulk: bool = False
+
+    def enqueue_many(self, records: list[JobRecord], options: TaskOptions) -> None:
+        """Send jobs of one task and one queue together (all or none), when
+        ``sends_in_bulk``; this default sends them one by one."""
+        for record in records:
+            self.enqueue(record, options)
+
     def default_max_attempts(self) -> int:
         """Attempts a task gets when it does not set ``max_attempts`` itself."""
         return 1

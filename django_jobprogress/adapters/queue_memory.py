@@ -51,9 +51,14 @@ class InMemoryQueue(QueueAdapter):
     supports_retries = True
     queued: list[str] = []
 
+    sends_in_bulk = True
+
     def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
         self.queued.append(str(record.pk))
         return ""
+
+    def enqueue_many(self, records: list[JobRecord], options: TaskOptions) -> None:
+        self.queued.extend(str(record.pk) for record in records)
 
     def waiting_count(self, queue: str) -> int:
         return len(self.queued)

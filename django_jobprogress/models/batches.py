@@ -190,16 +190,16 @@ class Batch(SignedAccess, models.Model):
         """``task.enqueue(*args, batch=self, **kwargs)``."""
         return task.enqueue(*args, batch=self, **kwargs)
 
-    def count_new_member(self) -> None:
-        """Called in the transaction that inserts a member; refuses a sealed or
+    def count_new_members(self, count: int) -> None:
+        """Called in the transaction that inserts ``count`` members; refuses a sealed or
         cancelled batch."""
         joinable = Q(sealed=False, cancel_requested_at__isnull=True)
-        if not guarded_update(self, {"total": F("total") + 1}, where=joinable):
+        if not guarded_update(self, {"total": F("total") + count}, where=joinable):
             raise BatchSealed(
                 f"batch {self.pk} ({self.name!r}) is sealed or cancelled: "
                 "add jobs inside open(), before any cancel"
             )
-        self.total += 1
+        self.total += count
 
     # -- transitions -----------------------------------------------------------
 

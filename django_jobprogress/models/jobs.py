@@ -52,6 +52,11 @@ class JobQuerySet(models.QuerySet["JobRecord"]):
             status=JobRecord.Status.RUNNING, progress_deadline__lt=now or timezone.now()
         )
 
+    def hand_offs_failed(self) -> int:
+        """The queue refused these jobs: the PENDING ones stay PENDING, unsent, for the
+        sweep; return how many."""
+        return self.filter(status=JobRecord.Status.PENDING).update(handed_off_at=None)
+
     def never_handed_off(self) -> JobQuerySet:
         """PENDING jobs the queue never received (their hand-off failed)."""
         return self.filter(status=JobRecord.Status.PENDING, handed_off_at__isnull=True)
@@ -71,15 +76,19 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
         The partial unique constraint on (task_name, key) decides races, so two
         concurrent calls can never both create an unfinished job.
         """
-        key = fields.get("key")
         batch = fields.get("batch")
+        with transaction.atomic(using=self.db):
+            record, created = self._insert_or_twin(on_conflict, fields)
+            if created and batch is not None:
+                batch.count_new_members(1)
+        return record, created
+
+    def _insert_or_twin(self, on_conflict: str, fields: dict[str, Any]) -> tuple[JobRecord, bool]:
+        key = fields.get("key")
         for _attempt in range(3):
             try:
                 with transaction.atomic(using=self.db):
-                    record = self.create(**fields)
-                    if batch is not None:
-                        batch.count_new_member()
-                    return record, True
+                    return self.create(**fields), True
             except IntegrityError:
                 if key is None:
                     raise
@@ -90,6 +99,88 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
                     raise DuplicateJob(existing) from None
                 return existing, False
         raise RuntimeError(f"could not enqueue {fields['task_name']!r} with key {key!r}")
+
+    def create_pending_many(
+        self,
+        shared: dict[str, Any],
+        calls: list[tuple[list[Any], dict[str, Any], str | None]],
+        *,
+        on_conflict: str = "return",
+        chunk_size: int = 500,
+    ) -> tuple[list[JobRecord], list[JobRecord]]:
+        """Insert one PENDING job per ``(args, kwargs, key)`` with the ``shared`` fields,
+        ``chunk_size`` rows to an INSERT, in one transaction; return (every call's
+        record, in order; the new ones).
+
+        A key held by an unfinished job, or by an earlier call, gives that job
+        (``on_conflict="return"``) or raises and writes nothing (``"raise"``). The
+        batch, if any, counts the new jobs in the same transaction.
+        """
+        task_name, batch = shared["task_name"], shared.get("batch")
+        held = self._unfinished_by_key(task_name, {key for _a, _k, key in calls if key})
+        records: list[JobRecord] = []
+        new: list[JobRecord] = []
+        first_call: dict[str, int] = {}
+        for position, (args, kwargs, key) in enumerate(calls, 1):
+            twin = held.get(key) if key else None
+            if twin is not None and on_conflict == "raise":
+                raise DuplicateJob(twin)
+            if twin is None and key in first_call:
+                if on_conflict == "raise":
+                    raise ValueError(
+                        f"call {position}: key {key!r} is also the key of call {first_call[key]}"
+                    )
+                twin = records[first_call[key] - 1]
+            if twin is not None:
+                records.append(twin)
+                continue
+            if key:
+                first_call[key] = position
+            record = self.model(**shared, args=args, kwargs=kwargs, key=key)
+            records.append(record)
+            new.append(record)
+        with transaction.atomic(using=self.db):
+            for start in range(0, len(new), chunk_size):
+                self._insert_chunk(new, start, start + chunk_size, on_conflict, records)
+            created = [record for record in new if not record._state.adding]
+            if created and batch is not None:
+                batch.count_new_members(len(created))
+        return records, created
+
+    def _unfinished_by_key(self, task_name: str, keys: set[str]) -> dict[str, JobRecord]:
+        held: dict[str, JobRecord] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            for record in self.unfinished().filter(task_name=task_name, key__in=chunk):
+                held[record.key or ""] = record
+        return held
+
+    def _insert_chunk(
+        self, new: list[JobRecord], start: int, end: int, on_conflict: str, records: list[JobRecord]
+    ) -> None:
+        """One INSERT for ``new[start:end]``; if a key was taken meanwhile (another
+        process enqueued it), those rows go one by one, each following ``on_conflict``."""
+        chunk = new[start:end]
+        try:
+            with transaction.atomic(using=self.db):
+                self.bulk_create(chunk, batch_size=len(chunk))
+        except IntegrityError:
+            if not any(record.key for record in chunk):
+                raise
+            for record in chunk:
+                fields = {
+                    field.attname: getattr(record, field.attname)
+                    for field in self.model._meta.concrete_fields
+                }
+                found, created = self._insert_or_twin(on_conflict, fields)
+                if created:
+                    record._state.adding = False
+                    record._state.db = self.db
+                    continue
+                for index, listed in enumerate(records):
+                    if listed is record:
+                        records[index] = found
 
     def claim(
         self,
@@ -188,6 +279,9 @@ class JobRecord(SignedAccess, models.Model):
     result = models.JSONField(_("result"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)
     traceback = models.TextField(_("traceback"), blank=True)
+    # The dotted path of the exception class behind ``error`` ("" when no exception of
+    # the task's own is: a lost worker, a cancel); django.tasks' ``TaskError`` shows it.
+    exception_class_path = models.CharField(_("exception class"), max_length=255, blank=True)
 
     owner = user_field(_("owner"), related_name="jobprogress_jobs")
     # NULL, not "": the partial unique constraint must ignore jobs without a key.
@@ -233,6 +327,8 @@ class JobRecord(SignedAccess, models.Model):
     progress_deadline = models.DateTimeField(_("progress deadline"), null=True, blank=True)
     worker_host = models.CharField(_("worker host"), max_length=255, blank=True)
     worker_pid = models.IntegerField(_("worker pid"), null=True, blank=True)
+    # "host:pid" of the worker of each attempt that reached its end in a worker.
+    worker_ids = models.JSONField(_("workers"), default=list, blank=True)
 
     objects = JobManager()
 
@@ -394,6 +490,7 @@ class JobRecord(SignedAccess, models.Model):
         A job is never left RUNNING because its last values were bad.
         """
         _storable_error(changes)
+        changes.setdefault("exception_class_path", "")  # an earlier attempt's no longer holds
         won = self._write_or_fall_back(
             lambda: self._write_end(status, dict(changes), guard),
             lambda exc: self._write_end(*_minimal_end(status, changes, exc), guard),
@@ -464,6 +561,7 @@ class JobRecord(SignedAccess, models.Model):
             progress_deadline=None,
             handed_off_at=timezone.now(),
         )
+        changes.setdefault("exception_class_path", "")
         _storable_error(changes)
 
         def minimal_retry(exc: DatabaseError) -> bool:
