@@ -9,6 +9,7 @@ configuration:
 ``BENCH_CONN_MAX_AGE``     ``CONN_MAX_AGE`` in seconds (default 600; 0 closes after each job)
 ``BENCH_WORKERS``          django-q2 workers (default 2)
 ``BENCH_REDIS_URL``        django-q2 Redis broker (default redis://127.0.0.1:6379/14)
+``BENCH_BROKER``           ``redis`` (default) or ``orm`` (django-q2's ORM broker on the database)
 ``BENCH_ADAPTER``          ``django_q2`` (default) or ``immediate`` (in-process)
 ``BENCH_Q_LOG_LEVEL``      django-q2 log level (default WARNING)
 ``BENCH_CHANNEL_LAYER``    ``memory`` (default: no push) or ``redis`` (push on the broker's Redis)
@@ -69,6 +70,9 @@ Q_CLUSTER = {
     "recycle": 1_000_000,
     "log_level": os.environ.get("BENCH_Q_LOG_LEVEL", "WARNING"),
 }
+if os.environ.get("BENCH_BROKER", "redis") == "orm":  # django-q2's ORM broker, on DATABASES
+    del Q_CLUSTER["redis"]
+    Q_CLUSTER["orm"] = "default"
 
 _REDIS_LAYERS = {
     "redis": "channels_redis.core.RedisChannelLayer",

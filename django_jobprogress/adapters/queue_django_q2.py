@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -144,13 +145,12 @@ def _package(record: JobRecord, options: TaskOptions) -> str:
     django-q2 1.7+ builds it), without its one log line per task."""
     from django.utils import timezone
     from django_q.conf import Conf
-    from django_q.humanhash import uuid
     from django_q.signals import pre_enqueue
     from django_q.signing import SignedPackage
 
     q_options = _q_options(record, options)
     task: dict[str, Any] = {
-        "id": uuid()[1],
+        "id": uuid.uuid4().hex,  # django-q2's ids (its humanhash names are not used here)
         "name": q_options.pop("task_name"),
         "func": RUN_JOB,
         "args": (str(record.pk),),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.db.models import F, Q
@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.exceptions import DuplicateJob, NotRetryable
 from django_jobprogress.models.base import user_field
-from django_jobprogress.models.sql import claim_returning, guarded_update
+from django_jobprogress.models.sql import claim_returning, guarded_update, insert_many
 from django_jobprogress.models.stats import count_end
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import resolve_task
@@ -118,11 +118,12 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
         """
         task_name, batch = shared["task_name"], shared.get("batch")
         held = self._unfinished_by_key(task_name, {key for _a, _k, key in calls if key})
-        records: list[JobRecord] = []
-        new: list[JobRecord] = []
+        records: list[JobRecord | None] = []
+        new: list[tuple[int, dict[str, Any]]] = []  # (position, its own fields)
         first_call: dict[str, int] = {}
+        twins: list[tuple[int, int]] = []  # (position, the earlier call with its key)
         for position, (args, kwargs, key) in enumerate(calls, 1):
-            twin = held.get(key) if key else None
+            twin: JobRecord | int | None = held.get(key) if key else None
             if twin is not None and on_conflict == "raise":
                 raise DuplicateJob(twin)
             if twin is None and key in first_call:
@@ -130,22 +131,31 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
                     raise ValueError(
                         f"call {position}: key {key!r} is also the key of call {first_call[key]}"
                     )
-                twin = records[first_call[key] - 1]
+                twin = first_call[key]
             if twin is not None:
-                records.append(twin)
+                records.append(twin if isinstance(twin, JobRecord) else None)
+                if not isinstance(twin, JobRecord):
+                    twins.append((position, twin))
                 continue
             if key:
                 first_call[key] = position
-            record = self.model(**shared, args=args, kwargs=kwargs, key=key)
-            records.append(record)
-            new.append(record)
+            records.append(None)
+            new.append((position, {"id": uuid.uuid4(), "args": args, "kwargs": kwargs, "key": key}))
+        template = self.model(**shared)
+        created: list[JobRecord] = []
         with transaction.atomic(using=self.db):
             for start in range(0, len(new), chunk_size):
-                self._insert_chunk(new, start, start + chunk_size, on_conflict, records)
-            created = [record for record in new if not record._state.adding]
+                chunk = new[start : start + chunk_size]
+                saved = self._insert_chunk(template, [own for _p, own in chunk], on_conflict)
+                for (position, _own), (record, is_new) in zip(chunk, saved, strict=True):
+                    records[position - 1] = record
+                    if is_new:
+                        created.append(record)
             if created and batch is not None:
                 batch.count_new_members(len(created))
-        return records, created
+        for position, first in twins:
+            records[position - 1] = records[first - 1]
+        return cast("list[JobRecord]", records), created
 
     def _unfinished_by_key(self, task_name: str, keys: set[str]) -> dict[str, JobRecord]:
         held: dict[str, JobRecord] = {}
@@ -157,30 +167,20 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
         return held
 
     def _insert_chunk(
-        self, new: list[JobRecord], start: int, end: int, on_conflict: str, records: list[JobRecord]
-    ) -> None:
-        """One INSERT for ``new[start:end]``; if a key was taken meanwhile (another
-        process enqueued it), those rows go one by one, each following ``on_conflict``."""
-        chunk = new[start:end]
+        self, template: JobRecord, rows: list[dict[str, Any]], on_conflict: str
+    ) -> list[tuple[JobRecord, bool]]:
+        """One statement for ``rows``; if a key was taken meanwhile (another process
+        enqueued it), these rows go one by one instead, each following ``on_conflict``.
+        Returns (record, whether new) per row."""
         try:
             with transaction.atomic(using=self.db):
-                self.bulk_create(chunk, batch_size=len(chunk))
+                return [(record, True) for record in insert_many(template, self.db, rows)]
         except IntegrityError:
-            if not any(record.key for record in chunk):
+            if not any(row["key"] for row in rows):
                 raise
-            for record in chunk:
-                fields = {
-                    field.attname: getattr(record, field.attname)
-                    for field in self.model._meta.concrete_fields
-                }
-                found, created = self._insert_or_twin(on_conflict, fields)
-                if created:
-                    record._state.adding = False
-                    record._state.db = self.db
-                    continue
-                for index, listed in enumerate(records):
-                    if listed is record:
-                        records[index] = found
+        names = [field.attname for field in self.model._meta.concrete_fields]
+        shared = {name: getattr(template, name) for name in names}
+        return [self._insert_or_twin(on_conflict, {**shared, **row}) for row in rows]
 
     def claim(
         self,
@@ -375,6 +375,8 @@ class JobRecord(SignedAccess, models.Model):
 
     @property
     def is_finished(self) -> bool:
+        """Completed, failed or cancelled: the job will change no more, so it may be
+        deleted, retried (unless completed) and no longer be cancelled."""
         return self.status not in self.UNFINISHED
 
     @property

@@ -329,3 +329,42 @@ def _naive_utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
+    """INSERT one row per dict of ``rows``: the values of ``template`` (an unsaved
+    instance: shared fields and defaults), with each dict's fields on top; return
+    the saved instances, in order.
+
+    One prepared statement executed for every row (``executemany``): the shared
+    values are prepared once and only each row's own fields per row, so it costs a
+    fraction of ``bulk_create``, which prepares every field of every row (and on
+    SQLite splits the rows into statements of 999 parameters).
+    """
+    model = type(template)
+    connection = connections[using]
+    fields = _fields(model, tuple(f.name for f in model._meta.concrete_fields))
+    names = [field.attname for field in fields]
+    own = {name: names.index(name) for name in rows[0]} if rows else {}
+    base = [getattr(template, name) for name in names]
+    prepared = [
+        field.get_db_prep_save(value, connection) for field, value in zip(fields, base, strict=True)
+    ]
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(cast(str, f.column)) for f in model._meta.concrete_fields)
+    sql = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    instances, params = [], []
+    for row in rows:
+        values, row_params = list(base), list(prepared)
+        for name, value in row.items():
+            index = own[name]
+            values[index] = value
+            row_params[index] = fields[index].get_db_prep_save(value, connection)
+        instances.append(model.from_db(using, names, values))
+        params.append(row_params)
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+    return instances
