@@ -46,7 +46,8 @@ class DjangoQ2Queue(QueueAdapter):
     def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
         from django_q.tasks import async_task
 
-        return str(async_task(RUN_JOB, str(record.pk), q_options=_q_options(record, options)) or "")
+        q_options = {**_q_options(record, options), "broker": _broker(record.queue)}
+        return str(async_task(RUN_JOB, str(record.pk), q_options=q_options) or "")
 
     @property
     def sends_in_bulk(self) -> bool:  # type: ignore[override]
@@ -59,9 +60,7 @@ class DjangoQ2Queue(QueueAdapter):
         """Pack each job as ``async_task`` would (its options, ``pre_enqueue`` signal and
         signing), then give them all to the broker in one round trip: one ``RPUSH``
         (Redis), one bulk INSERT (ORM broker), one by one on other brokers."""
-        from django_q.brokers import get_broker
-
-        broker = get_broker(records[0].queue or None)
+        broker = _broker(records[0].queue)
         _push_all(broker, [_package(record, options) for record in records])
         logger.info("Enqueued [%s] %d jobs", broker.list_key, len(records))
 
@@ -123,6 +122,27 @@ class DjangoQ2Queue(QueueAdapter):
                 )
             ]
         return []
+
+
+_brokers: dict[tuple[Any, ...], Any] = {}
+
+
+def _broker(queue: str) -> Any:
+    """django-q2's broker for ``queue``, made once per process and configuration.
+
+    ``async_task`` makes a new broker per call, and a new Redis broker is a new
+    client: a TCP connect and a handshake per enqueue. A kept one reuses its pool's
+    connections (redis-py's clients are thread-safe and reset their pool after a
+    fork; the ORM broker reads Django's per-thread connection on each call).
+    """
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
+    key = (queue, Conf.BROKER_CLASS, Conf.ORM, repr(Conf.REDIS), Conf.CLUSTER_NAME)
+    broker = _brokers.get(key)
+    if broker is None:
+        broker = _brokers[key] = get_broker(queue or None)
+    return broker
 
 
 def _q_options(record: JobRecord, options: TaskOptions) -> dict[str, Any]:

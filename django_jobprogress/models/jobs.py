@@ -76,19 +76,20 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
         The partial unique constraint on (task_name, key) decides races, so two
         concurrent calls can never both create an unfinished job.
         """
-        batch = fields.get("batch")
-        with transaction.atomic(using=self.db):
-            record, created = self._insert_or_twin(on_conflict, fields)
-            if created and batch is not None:
-                batch.count_new_members(1)
-        return record, created
+        if fields.get("key") is None and fields.get("batch") is None:
+            return self.create(**fields), True  # one statement: nothing to guard or count
+        return self._insert_or_twin(on_conflict, fields)
 
     def _insert_or_twin(self, on_conflict: str, fields: dict[str, Any]) -> tuple[JobRecord, bool]:
-        key = fields.get("key")
+        """Insert (counted in its batch, in the same transaction) or find the key's twin."""
+        key, batch = fields.get("key"), fields.get("batch")
         for _attempt in range(3):
             try:
                 with transaction.atomic(using=self.db):
-                    return self.create(**fields), True
+                    record = self.create(**fields)
+                    if batch is not None:
+                        batch.count_new_members(1)
+                    return record, True
             except IntegrityError:
                 if key is None:
                     raise
@@ -178,6 +179,8 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
         except IntegrityError:
             if not any(row["key"] for row in rows):
                 raise
+        # By attname: the batch is its id here, so these inserts leave the counting to
+        # the caller, which counts every new member at once.
         names = [field.attname for field in self.model._meta.concrete_fields]
         shared = {name: getattr(template, name) for name in names}
         return [self._insert_or_twin(on_conflict, {**shared, **row}) for row in rows]
