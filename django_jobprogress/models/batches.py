@@ -285,24 +285,29 @@ class Batch(SignedAccess, models.Model):
 
     @property
     def is_finished(self) -> bool:
+        """Completed, failed or cancelled: the batch changes no more (its callbacks
+        were enqueued as it finished), so it may be deleted and no longer cancelled."""
         return self.status not in self.UNFINISHED
 
     def live_counts(self) -> dict[str, Any]:
-        """Pending and running members, and the summed progress of running ones,
-        read from the members' index (only unfinished members are visited)."""
-        rows = (
-            JobRecord.objects.filter(batch_id=self.pk)
-            .unfinished()
+        """Pending and running members, and the summed progress of running ones.
+
+        Only the RUNNING members are read (through the index on batch and status):
+        a handful, however big the batch. The pending ones are what the counters
+        leave: every member is counted in ``total`` when it is inserted and in a
+        finished counter when it ends, so the rest are pending or running.
+        """
+        running = (
+            JobRecord.objects.filter(batch_id=self.pk, status=JobRecord.Status.RUNNING)
             .order_by()
-            .values("status")
-            .annotate(n=models.Count("pk"), progress=models.Sum("progress"))
+            .aggregate(n=models.Count("pk"), progress=models.Sum("progress"))
         )
-        counts = {"pending": 0, "running": 0, "running_progress": 0.0}
-        for row in rows:
-            counts[row["status"]] = row["n"]
-            if row["status"] == JobRecord.Status.RUNNING:
-                counts["running_progress"] = row["progress"] or 0.0
-        return counts
+        unfinished = self.total - self.succeeded - self.failed - self.cancelled
+        return {
+            "pending": max(unfinished - running["n"], 0),
+            "running": running["n"],
+            "running_progress": running["progress"] or 0.0,
+        }
 
     def snapshot(self) -> dict[str, Any]:
         return batch_snapshot(self, self.live_counts())

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from django_jobprogress import Call
 from django_jobprogress.models import Batch, JobRecord, Schedule
 from example_project.demo import tasks
 
@@ -121,6 +122,9 @@ def start_blast(user, count):
     address, all in one batch owned by ``user``; its ``on_complete`` callback writes
     the admin notification once the last email is done. Returns the ``Batch``.
 
+    The jobs are written with ``enqueue_many``: one INSERT and one broker round
+    trip per 500 jobs instead of one of each per job.
+
     Bounces are expected in a mailing, so they do not fail the batch
     (``allow_failures``): it ends ``completed`` and counts them as failed. One
     transaction writes the batch and its jobs, so the jobs start together once it
@@ -136,8 +140,8 @@ def start_blast(user, count):
             callback_kwargs={"user_id": user.pk},
         ) as batch,
     ):
-        for address in tasks.blast_recipients(count):
-            tasks.deliver_email.enqueue(address, pace=pace(), batch=batch)
+        calls = [Call(address, pace=pace()) for address in tasks.blast_recipients(count)]
+        tasks.deliver_email.enqueue_many(calls, batch=batch)
     return batch
 
 
