@@ -9,7 +9,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from django_jobprogress.models import JobMinute, JobRecord
-from django_jobprogress.models.stats import HOURLY, bucket_limit, bucket_of, compact
+from django_jobprogress.models.stats import HOURLY, SHARDS, bucket_limit, bucket_of, compact
 from django_jobprogress.pruning import prune
 from tests.factories import start
 
@@ -89,7 +89,7 @@ def test_minutes_older_than_a_day_are_folded_into_hour_rows_without_losing_a_cou
     recent = minute_row(now - timedelta(hours=2), completed=7)
     before = counts()
 
-    assert compact(now) == 1
+    assert compact(now) == 6 + 1  # six minutes' shards, then their hour
     assert compact(now) == 0  # nothing left to fold
 
     assert counts() == before  # every count kept
@@ -109,3 +109,25 @@ def test_a_late_minute_row_is_folded_into_its_hour_row_later():
     minute_row(old_hour + timedelta(minutes=1), completed=1)  # a worker whose clock lagged
     compact(now)
     assert list(JobMinute.objects.values_list("shard", "completed")) == [(HOURLY, 2)]
+
+
+def test_the_shards_of_a_minute_are_folded_into_shard_0_once_it_is_5_minutes_old():
+    now = timezone.now().replace(second=30, microsecond=0)
+    settled = (now - timedelta(minutes=10)).replace(second=0)
+    fresh = (now - timedelta(minutes=2)).replace(second=0)
+    for shard in range(SHARDS):
+        minute_row(settled, shard, completed=shard, failed=1, seconds=0.5)
+        minute_row(settled, shard, bucket=4, cancelled=1)
+    fresh_rows = {minute_row(fresh, shard, completed=1) for shard in (0, 3)}
+    before = counts()
+
+    assert compact(now) == 1
+    assert compact(now) == 0
+
+    assert counts() == before
+    folded = JobMinute.objects.filter(minute=settled).order_by("bucket")
+    assert [(r.shard, r.bucket, r.completed, r.failed, r.cancelled, r.seconds) for r in folded] == [
+        (0, 3, sum(range(SHARDS)), SHARDS, 0, 0.5 * SHARDS),
+        (0, 4, 0, 0, SHARDS, 0.0),
+    ]
+    assert set(JobMinute.objects.filter(minute=fresh)) == fresh_rows

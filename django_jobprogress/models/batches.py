@@ -122,6 +122,8 @@ class Batch(SignedAccess, models.Model):
         permissions = [("cancel_batch", "Can cancel batch")]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="jobprogress_batch_status"),
+            # The admin changelist's order (created_at, then the primary key Django adds).
+            models.Index(fields=["-created_at", "-id"], name="jobprogress_batch_created"),
         ]
 
     def __str__(self) -> str:

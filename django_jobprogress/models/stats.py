@@ -7,8 +7,10 @@ Each job's end adds one to one row, in the same transaction as the end itself
 ``prune_jobs``, so the charts keep their history. A row is keyed by (minute,
 task, run-time bucket, shard); the shard is the worker's process id modulo
 ``SHARDS``, so workers finishing jobs of one task in the same minute do not
-queue on one row lock. The recovery sweep folds minutes older than a day into
-hour rows (``compact``, shard ``HOURLY``), so a week's chart stays cheap.
+queue on one row lock. The recovery sweep (``compact``) folds the shards of each
+minute into shard 0 once the minute is ``FOLD_SHARDS_AFTER`` old, and minutes
+older than a day into hour rows (shard ``HOURLY``), so the charts read about one
+row per task, bucket and minute (or hour) whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -64,6 +66,19 @@ class JobMinute(models.Model):
                 fields=["minute", "task_name", "bucket", "shard"], name="jobprogress_minute_key"
             )
         ]
+        # What ``compact`` looks for, without walking the hour rows it keeps forever.
+        indexes = [
+            models.Index(
+                fields=["minute"],
+                condition=models.Q(shard__lt=SHARDS),  # not the hour rows
+                name="jobprogress_minute_unfolded",
+            ),
+            models.Index(
+                fields=["minute"],
+                condition=models.Q(shard__gt=0, shard__lt=SHARDS),
+                name="jobprogress_minute_sharded",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_name} at {self.minute:%Y-%m-%d %H:%M}"
@@ -89,37 +104,73 @@ def count_end(
 #: row per (hour, task, bucket), so a week's chart reads about 60 times fewer rows.
 HOURLY = SHARDS
 COMPACT_AFTER = timedelta(hours=26)
+#: A minute's shards are folded into shard 0 once the minute is this old (a worker
+#: whose clock is late may still add to it: its row is folded at the next pass).
+FOLD_SHARDS_AFTER = timedelta(minutes=5)
 
 
-def compact(now: datetime, using: str = "default", hours: int = 6) -> int:
-    """Fold the minute rows of the oldest not yet folded hours (at most ``hours``)
-    that ended ``COMPACT_AFTER`` before ``now`` into hour rows; return how many hours.
+def compact(now: datetime, using: str = "default", hours: int = 6, minutes: int = 120) -> int:
+    """Fold the shards of the oldest not yet folded minutes (at most ``minutes``)
+    that ended ``FOLD_SHARDS_AFTER`` before ``now`` into shard 0, then the minute
+    rows of the oldest hours (at most ``hours``) that ended ``COMPACT_AFTER``
+    before ``now`` into hour rows; return how many minutes and hours were folded.
 
-    Each hour is one transaction: its sums are added to the hour rows and its minute
-    rows deleted together, so a count is never lost nor counted twice, and any
-    number of sweepers may do this at once (the deletes decide, under the rows'
-    locks; a sweeper that finds an hour already folded adds nothing).
+    Each minute or hour is one transaction: its sums are added to the rows it is
+    folded into and its rows deleted together, so a count is never lost nor counted
+    twice, and any number of sweepers may do this at once (the deletes decide, under
+    the rows' locks; a sweeper that finds its rows already folded adds nothing).
     """
-    cutoff = (now - COMPACT_AFTER).replace(minute=0, second=0, microsecond=0)
-    minutes = JobMinute.objects.using(using).filter(shard__lt=HOURLY, minute__lt=cutoff)
+    table = JobMinute.objects.using(using)
+    folded = _fold_each(
+        table.filter(shard__gt=0, shard__lt=HOURLY),
+        now - FOLD_SHARDS_AFTER,
+        timedelta(minutes=1),
+        0,
+        minutes,
+        using,
+    )
+    return folded + _fold_each(
+        table.filter(shard__lt=HOURLY),
+        now - COMPACT_AFTER,
+        timedelta(hours=1),
+        HOURLY,
+        hours,
+        using,
+    )
+
+
+def _fold_each(
+    rows: models.QuerySet[JobMinute],
+    before: datetime,
+    span: timedelta,
+    into: int,
+    limit: int,
+    using: str,
+) -> int:
+    """Fold ``rows`` of the oldest spans (minutes or hours) that ended before
+    ``before`` into shard ``into``, one span per transaction, at most ``limit``."""
+    cutoff = _floor(before, span)
     folded = 0
-    while folded < hours:
-        oldest = minutes.order_by("minute").values_list("minute", flat=True).first()
+    while folded < limit:
+        oldest = rows.filter(minute__lt=cutoff).order_by("minute").values_list("minute").first()
         if oldest is None:
             break
-        hour = oldest.replace(minute=0, second=0, microsecond=0)
-        _fold_hour(using, hour)
+        start = _floor(oldest[0], span)
+        _fold(rows.filter(minute__gte=start, minute__lt=start + span), start, into, using)
         folded += 1
     return folded
 
 
-def _fold_hour(using: str, hour: datetime) -> None:
+def _floor(moment: datetime, span: timedelta) -> datetime:
+    if span >= timedelta(hours=1):
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(second=0, microsecond=0)
+
+
+def _fold(rows: models.QuerySet[JobMinute], start: datetime, into: int, using: str) -> None:
     with transaction.atomic(using=using):
-        rows = JobMinute.objects.using(using).filter(
-            shard__lt=HOURLY, minute__gte=hour, minute__lt=hour + timedelta(hours=1)
-        )
-        # Lock and read the hour's rows, then delete exactly those: a job's end that
-        # commits into this hour meanwhile (a worker whose clock is late) stays.
+        # Lock and read the span's rows, then delete exactly those: a job's end that
+        # commits into this span meanwhile (a worker whose clock is late) stays.
         taken = list(
             rows.select_for_update().values_list("pk", "task_name", "bucket", *OUTCOMES, "seconds")
         )
@@ -134,6 +185,6 @@ def _fold_hour(using: str, hour: datetime) -> None:
             return
         connection = connections[using]
         for (task_name, bucket), total in sums.items():
-            key = {"minute": hour, "task_name": task_name, "bucket": bucket, "shard": HOURLY}
+            key = {"minute": start, "task_name": task_name, "bucket": bucket, "shard": into}
             added = {name: int(total[i]) for i, name in enumerate(OUTCOMES)}
             upsert_add(JobMinute, connection, key, {**added, "seconds": total[-1]})
