@@ -30,7 +30,9 @@ batches). The per-minute rollup the dashboard reads (``JobMinute``) is computed
 from the finished jobs by one ``INSERT ... SELECT ... GROUP BY`` as the workers
 would have written it: the minute of ``finished_at``, the run-time bucket of
 ``models.stats.bucket_of`` (as a sum of threshold tests), shard = the worker's pid
-modulo 8 (the seeded jobs ran on 13 worker pids). PostgreSQL then runs
+modulo 8 (the seeded jobs ran on 13 worker pids), then folded as the recovery
+sweep's ``compact`` keeps it: shard 0 for minutes older than 5 minutes, one row
+per hour for hours older than 26 hours. PostgreSQL then runs
 ``VACUUM ANALYZE`` on the three tables; SQLite gets no ``ANALYZE`` unless
 ``--sqlite-analyze`` (Django never runs it).
 
@@ -252,6 +254,11 @@ class Vendor:
             return f"date_trunc('minute', {column})"
         return f"strftime('%%Y-%%m-%%d %%H:%%M:00', {column})"
 
+    def hour(self, column: str) -> str:
+        if self.pg:
+            return f"date_trunc('hour', {column})"
+        return f"strftime('%%Y-%%m-%%d %%H:00:00', {column})"
+
 
 def batch_uuid(index: int) -> uuid.UUID:
     return uuid.UUID(f"bbbbbbbb{index:024x}")
@@ -458,11 +465,20 @@ def batch_counters() -> None:
 
 
 def fill_rollup() -> None:
-    """``JobMinute`` from the finished jobs, as their ends would have written it."""
+    """``JobMinute`` from the finished jobs, as their ends would have written it and
+    the sweep would have folded it (``compact``): minutes older than
+    ``FOLD_SHARDS_AFTER`` in shard 0, hours older than ``COMPACT_AFTER`` in hour rows."""
     from django.db import connection
+    from django.utils import timezone
 
     from django_jobprogress.models import JobMinute, JobRecord
-    from django_jobprogress.models.stats import BUCKETS, FIRST_LIMIT
+    from django_jobprogress.models.stats import (
+        BUCKETS,
+        COMPACT_AFTER,
+        FIRST_LIMIT,
+        FOLD_SHARDS_AFTER,
+        HOURLY,
+    )
 
     v = Vendor(connection.vendor)
     qn = connection.ops.quote_name
@@ -483,16 +499,25 @@ def fill_rollup() -> None:
             SELECT minute, task_name, status, run_s, shard,
                    CASE WHEN run_s IS NULL THEN 0 ELSE 1 + {steps} END AS bucket
             FROM (
-                SELECT {v.minute("finished_at")} AS minute, task_name, status,
+                SELECT CASE WHEN finished_at < %s THEN {v.hour("finished_at")}
+                            ELSE {v.minute("finished_at")} END AS minute,
+                       task_name, status,
                        {v.run_seconds("finished_at", "started_at")} AS run_s,
-                       COALESCE(worker_pid, 0) %% {SHARDS} AS shard
+                       CASE WHEN finished_at < %s THEN {HOURLY}
+                            WHEN finished_at < %s THEN 0
+                            ELSE COALESCE(worker_pid, 0) %% {SHARDS} END AS shard
                 FROM {qn(job)} WHERE finished_at IS NOT NULL
             ) AS ends
         ) AS counted
         GROUP BY minute, task_name, bucket, shard
     """
+    now = timezone.now()
+    hours_before = (now - COMPACT_AFTER).replace(minute=0, second=0, microsecond=0)
+    shards_before = (now - FOLD_SHARDS_AFTER).replace(second=0, microsecond=0)
+    moments = [connection.ops.adapt_datetimefield_value(m) for m in (hours_before,) * 2]
+    moments.append(connection.ops.adapt_datetimefield_value(shards_before))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [])
+        cursor.execute(sql, moments)
 
 
 def empty_tables() -> None:
