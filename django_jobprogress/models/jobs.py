@@ -21,8 +21,13 @@ from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.exceptions import DuplicateJob, NotRetryable
 from django_jobprogress.models.base import user_field
-from django_jobprogress.models.sql import claim_returning, guarded_update, insert_many
-from django_jobprogress.models.stats import count_end
+from django_jobprogress.models.sql import (
+    claim_returning,
+    guarded_update,
+    insert_many,
+    update_if_and_add,
+)
+from django_jobprogress.models.stats import JobMinute, count_end, end_count
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import resolve_task
 from django_jobprogress.signals import job_finished, job_progress, job_started
@@ -477,12 +482,31 @@ class JobRecord(SignedAccess, models.Model):
         db = self._state.db or "default"
         # The end, its minute's count and (for a member) its batch's count commit together.
         with transaction.atomic(using=db):
-            won = self._set(changes, **guard)
+            won = self._end_and_count(db, status, changes, guard, now)
+            if won and self.batch_id is not None:
+                batches: Any = self._meta.get_field("batch").related_model
+                batches.objects.member_finished(self.batch_id, status)
+        return won
+
+    def _end_and_count(
+        self, db: str, status: str, changes: dict[str, Any], guard: Guard, now: datetime
+    ) -> bool:
+        """The end's UPDATE and its count in the minute's row: one statement on
+        PostgreSQL when the guard is the status alone (a data-modifying ``WITH``), else
+        two."""
+        plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
+        if connections[db].vendor == "postgresql" and set(guard) == {"status_in"} and plain:
+            key, added = end_count(self.task_name, status, now, self.started_at)
+            won = update_if_and_add(
+                type(self), db, self.pk, guard["status_in"], changes, JobMinute, key, added
+            )
             if won:
-                count_end(db, self.task_name, status, now, self.started_at)
-                if self.batch_id is not None:
-                    batches: Any = self._meta.get_field("batch").related_model
-                    batches.objects.member_finished(self.batch_id, status)
+                for name, value in changes.items():
+                    setattr(self, name, value)
+            return won
+        won = self._set(changes, **guard)
+        if won:
+            count_end(db, self.task_name, status, now, self.started_at)
         return won
 
     def _finish(self, status: str, guard: Guard, **changes: Any) -> bool:

@@ -368,3 +368,52 @@ def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
     return instances
+
+
+def update_if_and_add(
+    model: type[Model],
+    using: str,
+    pk: Any,
+    statuses: Iterable[str],
+    values: dict[str, Any],
+    counted: type[Model],
+    keys: dict[str, Any],
+    added: dict[str, Any],
+) -> bool:
+    """``update_if``, and in the same statement, if the row changed, ``upsert_add`` of
+    ``counted``: one round trip (PostgreSQL only: a data-modifying ``WITH``).
+
+    For the hot path of a job's end, which also counts it in its minute's row.
+    """
+    connection: Any = connections[using]
+    statuses = tuple(statuses)
+    shape = ("update_add", model, tuple(values), len(statuses), counted, tuple(keys), tuple(added))
+
+    def build() -> tuple[str, tuple[AnyField, ...], tuple[AnyField, ...]]:
+        update, fields = _build_update(model, connection, shape[2], len(statuses))
+        _upsert, count_fields = _build_upsert_add(counted, connection, shape[5], shape[6])
+        qn = connection.ops.quote_name
+        table = qn(counted._meta.db_table)
+        columns = ", ".join(qn(field.column) for field in count_fields)
+        conflict = ", ".join(qn(field.column) for field in count_fields[: len(keys)])
+        sums = ", ".join(
+            f"{qn(f.column)} = {table}.{qn(f.column)} + excluded.{qn(f.column)}"
+            for f in count_fields[len(keys) :]
+        )
+        # The parameter types are spelled out: a SELECT's values are not typed by a column.
+        selected = ", ".join(f"%s::{f.db_type(connection)}" for f in count_fields)
+        sql = (
+            f"WITH ended AS ({update} RETURNING 1) "
+            f"INSERT INTO {table} ({columns}) SELECT {selected} FROM ended "
+            f"ON CONFLICT ({conflict}) DO UPDATE SET {sums}"
+        )
+        return sql, fields, count_fields
+
+    sql, fields, count_fields = _once(connection, shape, build)
+    params = _prepare(fields, values, connection)
+    params.append(model._meta.pk.get_db_prep_value(pk, connection))
+    params.extend(statuses)
+    params.extend(_prepare(count_fields, {**keys, **added}, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.rowcount == 1)

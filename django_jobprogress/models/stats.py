@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connections, models, transaction
 from django.utils.translation import gettext_lazy as _
@@ -84,10 +85,10 @@ class JobMinute(models.Model):
         return f"{self.task_name} at {self.minute:%Y-%m-%d %H:%M}"
 
 
-def count_end(
-    using: str, task_name: str, outcome: str, finished: datetime, started: datetime | None
-) -> None:
-    """Count one job's end; call it inside the transaction of that end."""
+def end_count(
+    task_name: str, outcome: str, finished: datetime, started: datetime | None
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The key of the row that counts one job's end, and what it adds to it."""
     run_time = None if started is None else max((finished - started).total_seconds(), 0.0)
     key = {
         "minute": finished.replace(second=0, microsecond=0),
@@ -97,7 +98,14 @@ def count_end(
     }
     added: dict[str, float] = {name: int(name == outcome) for name in OUTCOMES}
     added["seconds"] = run_time or 0.0
-    upsert_add(JobMinute, connections[using], key, added)
+    return key, added
+
+
+def count_end(
+    using: str, task_name: str, outcome: str, finished: datetime, started: datetime | None
+) -> None:
+    """Count one job's end; call it inside the transaction of that end."""
+    upsert_add(JobMinute, connections[using], *end_count(task_name, outcome, finished, started))
 
 
 #: The shard of hour rows: minutes older than ``COMPACT_AFTER`` are folded into one
