@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python bench/throughput.py                       # 2000 jobs, 2 workers, 3 rounds
     .venv/bin/python bench/throughput.py --conn-max-age 600 0  # also with CONN_MAX_AGE = 0
     .venv/bin/python bench/throughput.py --sweep-interval none 15 1  # the recovery sweep's cost
+    .venv/bin/python bench/throughput.py --django-tasks  # also a django.tasks @task (tracked)
 
 Each round (bare and tracked alternate) starts from an empty broker and empty
 tables, enqueues all jobs while the cluster is stopped, then starts
@@ -101,6 +102,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-wait", type=float, default=120.0, help="see --idle-below (120)")
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="give up on a round after this many seconds"
+    )
+    parser.add_argument(
+        "--django-tasks",
+        action="store_true",
+        help="also run a third variant, 'tasks': a no-op django.tasks @task on "
+        "JobProgressBackend (needs Django >= 6.0 or the django-tasks backport)",
     )
     return parser.parse_args()
 
@@ -219,7 +226,15 @@ def enqueue_tracked(n: int) -> None:
         Noop.enqueue()
 
 
-VARIANTS = {"bare": enqueue_bare, "tracked": enqueue_tracked}
+def enqueue_django_tasks(n: int) -> None:
+    from bench.throughput import noop_task
+
+    for _ in range(n):
+        noop_task.enqueue()
+
+
+VARIANTS = {"bare": enqueue_bare, "tracked": enqueue_tracked, "tasks": enqueue_django_tasks}
+TRACKED = ("tracked", "tasks")  # the variants whose jobs have a JobRecord
 
 
 def count_done(variant: str) -> int:
@@ -293,7 +308,7 @@ def run_round(variant: str, args: argparse.Namespace, conn_max_age: int, log: Pa
         "failed": Task.objects.filter(success=False).count(),
         "busy_before": idle,
     }
-    if variant == "tracked":
+    if variant in TRACKED:
         records = JobRecord.objects.aggregate(first=Min("finished_at"), last=Max("finished_at"))
         completed = JobRecord.objects.filter(status=JobRecord.Status.COMPLETED).count()
         rspan = (records["last"] - records["first"]).total_seconds()
@@ -349,18 +364,32 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
             f"    {label:<24} bare {bare:7.1f} jobs/s   tracked {tracked:7.1f} jobs/s   "
             f"tracked/bare {tracked / bare:.3f}"
         )
-    for variant, rounds in (("bare", bares), ("tracked", trackeds)):
+    tasks = [r for r in results if r["variant"] == "tasks"]
+    if tasks:
+        bare, django_tasks = med("bare", "rate"), med("tasks", "rate")
+        print(
+            f"    {'django.tasks, median':<24} bare {bare:7.1f} jobs/s   tasks   "
+            f"{django_tasks:7.1f} jobs/s   tasks/bare {django_tasks / bare:.3f}"
+        )
+    for variant, rounds in (("bare", bares), ("tracked", trackeds), ("tasks", tasks)):
+        if not rounds:
+            continue
         cpu = "  ".join(
             f"{g} {statistics.median(r['cpu_ms'][g] for r in rounds):.2f}" for g in CPU_GROUPS
         )
         print(f"    CPU ms/job, {variant:<7}      {cpu}")
     pairs = [t["rate"] / b["rate"] for b, t in zip(bares, trackeds, strict=True)]
     print("    per-round ratios (throughput): " + "  ".join(f"{p:.3f}" for p in pairs))
+    if tasks:
+        pairs = [t["rate"] / b["rate"] for b, t in zip(bares, tasks, strict=True)]
+        print("    per-round ratios (tasks/bare): " + "  ".join(f"{p:.3f}" for p in pairs))
 
 
 def main() -> int:
     args = parse_args()
     configure(args)
+    if args.django_tasks:
+        os.environ["BENCH_DJANGO_TASKS"] = "1"  # inherited by the cluster: see noop_task
     setup_django(args.db_name)
 
     log_dir = Path(tempfile.mkdtemp(prefix="jobprogress-bench-"))
@@ -371,13 +400,14 @@ def main() -> int:
         f"cluster logs in {log_dir} (removed at the end when empty)",
         flush=True,
     )
+    variants = ("bare", "tracked", "tasks") if args.django_tasks else ("bare", "tracked")
     for conn_max_age in args.conn_max_age:
         for sweep in args.sweep_interval:
             os.environ["BENCH_SWEEP_INTERVAL"] = sweep  # inherited by the cluster
             print(f"\nCONN_MAX_AGE = {conn_max_age}, SWEEP_INTERVAL = {sweep}", flush=True)
             results = []
             for i in range(1, args.rounds + 1):
-                for variant in ("bare", "tracked"):
+                for variant in variants:
                     log = log_dir / f"qcluster-cma{conn_max_age}-sweep{sweep}-{i}-{variant}.log"
                     result = run_round(variant, args, conn_max_age, log)
                     results.append(result)
@@ -390,6 +420,34 @@ def main() -> int:
     if not any(log_dir.iterdir()):
         log_dir.rmdir()
     return 0
+
+
+def _declare_noop_task() -> object:
+    """The 'tasks' variant's job: a no-op django.tasks ``@task`` on JobProgressBackend.
+
+    bench/settings.py names no ``TASKS``, so this script adds its own backend (here
+    and in the cluster, which imports this module to find the task) before declaring it.
+    """
+    from django.conf import settings
+
+    try:
+        from django.tasks import task
+    except ImportError:
+        from django_tasks import task
+
+    tasks = dict(getattr(settings, "TASKS", None) or {})
+    tasks["jobprogress-bench"] = {"BACKEND": "django_jobprogress.backends.JobProgressBackend"}
+    settings.TASKS = tasks
+
+    def noop() -> None:
+        return None
+
+    noop.__qualname__ = noop.__name__ = "noop_task"
+    return task(backend="jobprogress-bench")(noop)
+
+
+if os.environ.get("BENCH_DJANGO_TASKS") == "1":
+    noop_task = _declare_noop_task()
 
 
 def _terminate(signum: int, frame: object) -> None:

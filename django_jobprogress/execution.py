@@ -50,13 +50,14 @@ def run_job(job_id: str) -> Any:
         throttle=options.effective_throttle(),
         # A few heartbeats must fit in the job's own stall timeout.
         heartbeat_interval=min(conf.get("HEARTBEAT_INTERVAL"), record.stall_timeout / 3),
+        worker=worker_id(record),
     )
     with ticker.watching(run):
         try:
             result = task.perform(record, run.progress)
             run.close_completed(result)
-        except JobCancelled:
-            run.close_cancelled()
+        except JobCancelled as exc:
+            run.close_cancelled(exc)
             return None
         except KeyboardInterrupt:
             raise  # the worker is going down; the sweep rescues the job
@@ -67,7 +68,26 @@ def run_job(job_id: str) -> Any:
         finally:
             if record.status == JobRecord.Status.PENDING:
                 hand_off(record, options)  # it failed with attempts left: the next one
+            _after_run(task, record)
     return result
+
+
+def worker_id(record: JobRecord) -> str:
+    """``"host:pid"`` of the worker running ``record`` (its ``worker_ids`` entry)."""
+    return f"{record.worker_host}:{record.worker_pid}" if record.worker_host else ""
+
+
+def _after_run(task: Any, record: JobRecord) -> None:
+    """Tell a task that asks (``after_run(record)``: django.tasks' ``task_finished``)
+    how this run left its job. The job's end is committed already, so a failing
+    hook is logged, never raised into the queue's bookkeeping."""
+    after_run = getattr(task, "after_run", None)
+    if after_run is None:
+        return
+    try:
+        after_run(record)
+    except Exception:
+        logger.exception("job %s: after_run of %s failed", record.pk, record.task_name)
 
 
 def _reraise_storable(exc: BaseException) -> None:

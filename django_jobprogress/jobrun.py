@@ -19,17 +19,50 @@ from django_jobprogress.validation import describe_error, validate_json
 if TYPE_CHECKING:
     from django_jobprogress.models import JobRecord
 
+#: ``worker_ids`` entry of an attempt whose worker is not known (it was lost).
+UNKNOWN_WORKER = "unknown"
+
+
+def attempt_workers(recorded: list[str], attempts: int, latest: str = "") -> list[str]:
+    """One worker id per attempt: those ``recorded`` at the attempts' ends, then
+    ``latest`` (the worker holding or last holding the job) for the last attempt,
+    and ``UNKNOWN_WORKER`` for attempts lost with their worker."""
+    ids = [str(worker) for worker in recorded[:attempts]]
+    if latest and len(ids) < attempts:
+        ids += [UNKNOWN_WORKER] * (attempts - 1 - len(ids))
+        ids.append(latest)
+    return ids + [UNKNOWN_WORKER] * (attempts - len(ids))
+
+
+def class_path(exc: BaseException) -> str:
+    """The dotted path of ``exc``'s class, as django.tasks' ``TaskError`` names it."""
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__}"[:255]
+
 
 class JobRun:
     """A RUNNING job's ``progress`` handle, closed by the run wrapper, ticked by the ticker.
 
     ``throttle`` bounds the handle's writes; ``heartbeat_interval`` is how long the
-    row may go without a write before the ticker refreshes its heartbeat.
+    row may go without a write before the ticker refreshes its heartbeat. ``worker``
+    ("host:pid") is written to the row's ``worker_ids`` with the attempt's end.
     """
 
-    def __init__(self, record: JobRecord, *, throttle: float, heartbeat_interval: float) -> None:
+    def __init__(
+        self,
+        record: JobRecord,
+        *,
+        throttle: float,
+        heartbeat_interval: float,
+        worker: str = "",
+    ) -> None:
         self.record = record
         self.progress = Progress(record, throttle=throttle)
+        self._ended: dict[str, Any] = (
+            {"worker_ids": attempt_workers(record.worker_ids, record.attempts, worker)}
+            if worker
+            else {}
+        )
         self._throttle = throttle
         self._heartbeat_interval = heartbeat_interval
         self._progress_timeout = record.progress_timeout
@@ -53,23 +86,31 @@ class JobRun:
             error = exc if isinstance(exc, TypeError) else TypeError(str(exc))
             self.close_failed(error)
             raise error from None
-        return progress._end("completed", lambda values: self.record.complete(result, **values))
+        return progress._end(
+            "completed", lambda values: self.record.complete(result, **values, **self._ended)
+        )
 
     def close_failed(self, exc: BaseException) -> bool:
         """Fail this attempt with ``exc``: the job is retried while it has attempts left."""
         if self.progress.closed:
             return False
         text = describe_error(exc)
+        ended = {**self._ended, "exception_class_path": class_path(exc)}
         tb = "".join(traceback.format_exception(exc))
         return self.progress._end(
-            "failed", lambda values: self.record.fail_attempt(text, tb, **values)
+            "failed", lambda values: self.record.fail_attempt(text, tb, **values, **ended)
         )
 
-    def close_cancelled(self) -> bool:
-        """End the job CANCELLED (its code stopped at a checkpoint)."""
+    def close_cancelled(self, exc: BaseException | None = None) -> bool:
+        """End the job CANCELLED (its code stopped at a checkpoint, raising ``exc``)."""
         if self.progress.closed:
             return False
-        return self.progress._end("cancelled", lambda values: self.record.mark_cancelled(**values))
+        ended: dict[str, Any] = dict(self._ended)
+        if exc is not None:
+            ended["exception_class_path"] = class_path(exc)
+        return self.progress._end(
+            "cancelled", lambda values: self.record.mark_cancelled(**values, **ended)
+        )
 
     # -- the ticker: while the task's code runs ------------------------------------
 

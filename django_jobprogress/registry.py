@@ -57,13 +57,19 @@ class ProgressTask(Protocol):
 def resolve_task(name: str) -> ProgressTask:
     """The task registered under the dotted path ``name``.
 
+    What is there may also stand for a progress task: a ``django.tasks`` task made
+    by ``JobProgressBackend`` gives its own through ``as_progress_task()`` (duck
+    typed, so this layer never imports the backend).
+
     Raises ``JobProgressConfigurationError``, naming the path, if nothing can be
     imported there or what is there is not a progress task.
     """
     try:
-        task = import_string(name)
+        found = import_string(name)
     except ImportError as exc:
         raise JobProgressConfigurationError(f"task {name!r} cannot be imported: {exc}") from exc
+    as_progress_task = getattr(found, "as_progress_task", None)
+    task = as_progress_task() if callable(as_progress_task) else found
     if not isinstance(task, ProgressTask):
         raise JobProgressConfigurationError(f"{name!r} is not a progress task")
     return task

@@ -107,6 +107,10 @@ CHANNEL_LAYERS = {
 
 DEMO_PACE = float(os.environ.get("DEMO_PACE", "1"))
 
+# Django's task framework (django.tasks, or the django-tasks backport) on django-q2:
+# the "Django's task framework" page's task runs through it.
+TASKS = {"default": {"BACKEND": "django_jobprogress.backends.JobProgressBackend"}}
+
 JOBPROGRESS = {
     "SCHEDULES": {
         # "Simple Recurring Jobs in Phoenix Apps": rerun every interval, up to three
