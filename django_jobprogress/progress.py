@@ -70,10 +70,15 @@ class Progress:
 
     @property
     def current(self) -> int:
+        """Units done so far (``increment()`` or ``set(current=...)``); with ``total``
+        it makes ``fraction``, so a task can count items instead of computing one."""
         return self._current
 
     @property
     def total(self) -> int | None:
+        """Units the job will do, or None while unknown. Setting it switches the bar
+        to counting (``current`` of ``total``) and is written at once, since it
+        changes what every viewer's bar means."""
         return self._total
 
     @total.setter
@@ -85,6 +90,8 @@ class Progress:
 
     @property
     def closed(self) -> bool:
+        """Whether the job has ended (finished, failed or cancelled) through this
+        handle: every later call raises, so a task cannot report past its end."""
         return self._closed is not None
 
     # -- reporting -------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The admin's job list: what it shows, what it costs at scale, and its actions."""
 
+import json
 import re
 import uuid
 
@@ -12,6 +13,7 @@ from django.urls import reverse
 
 from django_jobprogress import admin as jobs_admin
 from django_jobprogress import scheduler
+from django_jobprogress.admin import actions, paginators
 from django_jobprogress.models import Batch, JobRecord
 from tests.factories import start
 
@@ -83,43 +85,59 @@ def test_a_cancel_request_shows_in_the_badge(viewer, running_job):
     assert ">Running, cancel requested</span>" in content
 
 
-def test_unfinished_rows_get_a_live_bar_polled_once_per_page(viewer, running_job):
+def test_unfinished_rows_get_a_bar_that_follows_them_over_the_shared_socket(viewer, running_job):
     finished = ended(status="completed")
     content = viewer.get(reverse(CHANGELIST)).content.decode()
     assert f'data-jp-live="{running_job.pk}"' in content
     assert f'data-jp-live="{finished.pk}"' not in content
     assert 'role="progressbar"' in content and 'aria-valuenow="40"' in content
-    assert 'id="jp-live-config"' in content and reverse(LIVE) in content
+    # The scripts come from the admin's Media; the page holds only a data island.
+    assert "django_jobprogress/progress.js" in content
+    assert "django_jobprogress/admin.js" in content
+    island = re.search(
+        r'<script id="jp-live-config" type="application/json">(.*?)</script>', content
+    )
+    config = json.loads(island.group(1))
+    assert config["watch"] == "/ws/watch/"
+    assert config["url"] == reverse(LIVE)
+    assert config["labels"]["running"] == "Running"
+    assert config["cancel_requested"] == "%(status)s, cancel requested"
+    assert not re.search(r"<script>(?!</script>)", content)  # no inline script body
     # No per-row socket: the list does not render the progress_bar tag.
     assert "data-ws-path" not in content
 
 
-def test_live_endpoint_reports_the_jobs_asked_for(viewer, running_job):
+def test_live_fallback_reports_the_jobs_asked_for_in_snapshot_keys(viewer, running_job):
     finished = ended(status="failed")
+    running_job.request_cancel()
     ids = [str(running_job.pk), str(finished.pk), "not-a-uuid", str(uuid.uuid4())]
     with CaptureQueriesContext(connection) as queries:
         body = viewer.get(reverse(LIVE), {"id": ids}).json()
     assert body["jobs"] == {
         str(running_job.pk): {
+            "id": str(running_job.pk),
             "status": "running",
-            "label": "Running",
-            "percent": 40,
+            "progress": 0.4,
             "stage": "copying",
-            "finished": False,
+            "cancel_requested": True,
         },
         str(finished.pk): {
+            "id": str(finished.pk),
             "status": "failed",
-            "label": "Failed",
-            "percent": 0,
+            "progress": 0.0,
             "stage": "",
-            "finished": True,
+            "cancel_requested": False,
         },
     }
+    snapshot = running_job.snapshot()
+    assert {key: snapshot[key] for key in body["jobs"][str(running_job.pk)]} == body["jobs"][
+        str(running_job.pk)
+    ]
     job_queries = [q["sql"] for q in queries.captured_queries if "jobrecord" in q["sql"]]
     assert len(job_queries) == 1
 
 
-def test_live_endpoint_needs_the_view_permission(client, make_user, running_job):
+def test_live_fallback_needs_the_view_permission(client, make_user, running_job):
     client.force_login(make_user(staff=True))
     assert client.get(reverse(LIVE), {"id": str(running_job.pk)}).status_code == 403
     client.logout()
@@ -181,12 +199,12 @@ def test_no_page_counts_the_whole_table(viewer, running_job):
         counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
         assert len(counts) <= 1, counts
         for sql in counts:  # at most COUNT_CAP + 1 rows are ever counted
-            assert re.search(rf"LIMIT {jobs_admin.COUNT_CAP + 1}\b", sql), sql
+            assert re.search(rf"LIMIT {paginators.COUNT_CAP + 1}\b", sql), sql
 
 
 def test_a_long_list_is_shown_as_more_than_the_cap(viewer, monkeypatch):
-    monkeypatch.setattr(jobs_admin, "COUNT_CAP", 3)
-    monkeypatch.setattr(jobs_admin, "planned_rows", lambda queryset: None)
+    monkeypatch.setattr(paginators, "COUNT_CAP", 3)
+    monkeypatch.setattr(paginators, "planned_rows", lambda queryset: None)
     for _ in range(5):
         JobRecord.objects.create(task_name="tests.jobs.add")
     content = viewer.get(reverse(CHANGELIST)).content.decode()
@@ -196,7 +214,7 @@ def test_a_long_list_is_shown_as_more_than_the_cap(viewer, monkeypatch):
 
 
 def test_a_list_the_planner_finds_long_shows_its_estimate_without_counting(viewer, monkeypatch):
-    monkeypatch.setattr(jobs_admin, "planned_rows", lambda queryset: 1_234_567)
+    monkeypatch.setattr(paginators, "planned_rows", lambda queryset: 1_234_567)
     JobRecord.objects.create(task_name="tests.jobs.add")
     with CaptureQueriesContext(connection) as queries:
         content = viewer.get(reverse(CHANGELIST)).content.decode()
@@ -381,7 +399,7 @@ def test_retry_refuses_a_job_whose_key_is_held(client, make_user, memory_queue):
 
 
 def test_an_action_handles_at_most_its_limit(client, make_user, monkeypatch):
-    monkeypatch.setattr(jobs_admin, "ACTION_LIMIT", 2)
+    monkeypatch.setattr(actions, "ACTION_LIMIT", 2)
     pending = [JobRecord.objects.create(task_name="tests.jobs.add") for _ in range(3)]
     client.force_login(make_user(staff=True, perms=[*VIEWER, "cancel_jobrecord"]))
     response = client.post(

@@ -50,6 +50,7 @@ def test_job_page_shows_its_live_bar_first_and_its_fields_in_sections(
     content = client.get(change_url(running_job)).content.decode()
     bar = content.index('data-jobprogress="job"')
     assert bar < content.index("<fieldset")
+    assert 'aria-label="Job status"' in content and "django_jobprogress/admin.css" in content
     assert f'data-ws-path="/ws/jobs/{running_job.pk}/"' in content
     assert content.count("data-ws-path") == 1  # one socket for the page
     assert '<span class="jp-badge jp-badge--running" data-jp-badge>Running</span>' in content
@@ -243,6 +244,10 @@ def test_batch_page_shows_twenty_members_and_links_to_the_rest(client, make_user
     link = f'href="{listing}?batch__id__exact={batch.pk}">'
     assert f"{link}All 300 members in the job list" in content
     assert 'data-jobprogress="batch"' in content
+    # The head the job's page shares: the bar above the fields, the admin's stylesheet.
+    assert 'aria-label="Batch status"' in content
+    assert content.index('data-jobprogress="batch"') < content.index("<fieldset")
+    assert "django_jobprogress/admin.css" in content
     assert f"?batch__id__exact={batch.pk}&amp;status__exact=pending" in content  # counters
     response = client.get(listing, {"batch__id__exact": str(batch.pk)})
     assert response.context["cl"].paginator.count == 300

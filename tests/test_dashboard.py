@@ -288,6 +288,31 @@ def test_queries_are_bounded_and_do_not_grow_with_the_jobs(
             assert '"status"' in where or '"batch_id"' in where or '"id"' in where, sql
 
 
+def open_batches_with_members(n):
+    """``n`` open batches of two members each, one of them running half done."""
+    for i in range(n):
+        with Batch.open(f"blast {i}") as batch:
+            first = JobRecord.objects.create_pending(task_name=TASK, batch=batch)[0]
+            JobRecord.objects.create_pending(task_name=TASK, batch=batch)
+        start(first).save_progress({"progress": 0.5})
+
+
+def test_open_batch_bars_cost_no_query_each(client, staff):
+    open_batches_with_members(2)
+    few = queries_of_one_page(client)
+    open_batches_with_members(dashboard.BATCHES_SHOWN - 2)
+    many = queries_of_one_page(client)
+    assert len(many) == len(few), "\n".join(many)
+    response = get(client)
+    assert len(response.context["batches"]) == dashboard.BATCHES_SHOWN
+    # Each bar shows what the batch's own snapshot says: a quarter done, one running.
+    content = response.content.decode()
+    assert content.count('data-jobprogress="batch"') == dashboard.BATCHES_SHOWN
+    assert content.count('aria-valuenow="25"') == dashboard.BATCHES_SHOWN
+    batch = response.context["batches"][0]["batch"]
+    assert response.context["batches"][0]["counts"] == batch.live_counts()
+
+
 def test_the_chart_geometry():
     chart = charts.stacked_bars(
         ["a", "b", "c"],

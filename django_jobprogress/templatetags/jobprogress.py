@@ -13,6 +13,7 @@ from django.utils.translation import pgettext_lazy
 
 from django_jobprogress import access
 from django_jobprogress.models import Batch, JobRecord
+from django_jobprogress.snapshots import batch_snapshot
 
 register = template.Library()
 
@@ -79,6 +80,7 @@ def progress_bar(
     size: str = "md",
     label: str = "",
     token: str = "",
+    counts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Render ``job`` (a JobRecord, a Batch, or the id of either) as a bar that
     follows it live.
@@ -89,6 +91,11 @@ def progress_bar(
     gets a placeholder that tells nothing about it, as the JSON view answers 404;
     so does every viewer when ``job`` names no job or batch (the same placeholder,
     so a page that renders ids from its URL cannot be used to probe them).
+
+    ``counts``, for a batch, are its members' live figures as
+    ``Batch.live_counts()`` returns them (``pending``, ``running``,
+    ``running_progress``), when the page has read them already: a page of many
+    batch bars then reads them in one query instead of one per bar.
     """
     if size not in SIZES:
         raise template.TemplateSyntaxError(
@@ -101,7 +108,10 @@ def progress_bar(
     if record is None or not access.can_view(user, record, token or None):
         return {"unavailable": True, "size": size}
     kind = "batch" if isinstance(record, Batch) else "job"
-    snapshot = record.snapshot()
+    if isinstance(record, Batch) and counts is not None:
+        snapshot = batch_snapshot(record, counts)
+    else:
+        snapshot = record.snapshot()
     if isinstance(record, Batch):
         default_label, summary = record.name, batch_summary(snapshot)
     else:
