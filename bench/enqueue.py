@@ -14,6 +14,7 @@ and a message on the broker:
 
 ``bare``          ``async_task("bench.tasks.noop")`` per job (django-q2 alone)
 ``tracked``       ``Noop.enqueue()`` per job: its own INSERT, commit and hand-off
+``tasks``         ``noop_task.enqueue()`` per job: the same through ``django.tasks``
 ``bulk``          ``Noop.enqueue_many(...)``: an INSERT and a broker round trip per chunk
 ``batch``         ``Noop.enqueue(batch=b)`` per job inside ``Batch.open()``, sealed
 ``batch-bulk``    ``Noop.enqueue_many(..., batch=b)`` inside ``Batch.open()``, sealed
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import ensure_database, run_per_database, wait_until_idle  # noqa: E402
 
-VARIANTS = ("bare", "tracked", "bulk", "batch", "batch-bulk")
+VARIANTS = ("bare", "tracked", "tasks", "bulk", "batch", "batch-bulk")
 
 
 def parse_args() -> argparse.Namespace:
@@ -121,6 +122,11 @@ def run_variant(variant: str, n: int) -> float:
     elif variant == "tracked":
         for _ in range(n):
             Noop.enqueue()
+    elif variant == "tasks":
+        from bench.tasks import noop_task
+
+        for _ in range(n):
+            noop_task.enqueue()
     elif variant == "bulk":
         Noop.enqueue_many([()] * n)
     elif variant == "batch":

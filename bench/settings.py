@@ -94,6 +94,9 @@ _ADAPTERS = {
     "django_q2": "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue",
     "immediate": "django_jobprogress.adapters.queue_memory.ImmediateQueue",
 }
+# Django's task framework (or its backport) on this app: bench.tasks.noop_task.
+TASKS = {"default": {"BACKEND": "django_jobprogress.backends.JobProgressBackend"}}
+
 _SWEEP = os.environ.get("BENCH_SWEEP_INTERVAL", "15")
 JOBPROGRESS = {
     "QUEUE_ADAPTER": _ADAPTERS[os.environ.get("BENCH_ADAPTER", "django_q2")],

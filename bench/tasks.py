@@ -4,6 +4,14 @@ from time import perf_counter, sleep
 
 from django_jobprogress import JobProgressMixin
 
+try:  # Django's own task framework (Django >= 6.0), else its backport, else none
+    from django.tasks import task
+except ImportError:
+    try:
+        from django_tasks import task
+    except ImportError:
+        task = None
+
 
 def noop():
     """The bare django-q2 job."""
@@ -14,6 +22,14 @@ class Noop(JobProgressMixin):
     """The tracked job: a progress task that does nothing."""
 
     def run(self):
+        return None
+
+
+if task is not None:
+
+    @task
+    def noop_task():
+        """The tracked job as a ``django.tasks`` task (bench/settings.py's ``TASKS``)."""
         return None
 
 

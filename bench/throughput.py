@@ -227,7 +227,7 @@ def enqueue_tracked(n: int) -> None:
 
 
 def enqueue_django_tasks(n: int) -> None:
-    from bench.throughput import noop_task
+    from bench.tasks import noop_task
 
     for _ in range(n):
         noop_task.enqueue()
@@ -388,8 +388,6 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
 def main() -> int:
     args = parse_args()
     configure(args)
-    if args.django_tasks:
-        os.environ["BENCH_DJANGO_TASKS"] = "1"  # inherited by the cluster: see noop_task
     setup_django(args.db_name)
 
     log_dir = Path(tempfile.mkdtemp(prefix="jobprogress-bench-"))
@@ -420,34 +418,6 @@ def main() -> int:
     if not any(log_dir.iterdir()):
         log_dir.rmdir()
     return 0
-
-
-def _declare_noop_task() -> object:
-    """The 'tasks' variant's job: a no-op django.tasks ``@task`` on JobProgressBackend.
-
-    bench/settings.py names no ``TASKS``, so this script adds its own backend (here
-    and in the cluster, which imports this module to find the task) before declaring it.
-    """
-    from django.conf import settings
-
-    try:
-        from django.tasks import task
-    except ImportError:
-        from django_tasks import task
-
-    tasks = dict(getattr(settings, "TASKS", None) or {})
-    tasks["jobprogress-bench"] = {"BACKEND": "django_jobprogress.backends.JobProgressBackend"}
-    settings.TASKS = tasks
-
-    def noop() -> None:
-        return None
-
-    noop.__qualname__ = noop.__name__ = "noop_task"
-    return task(backend="jobprogress-bench")(noop)
-
-
-if os.environ.get("BENCH_DJANGO_TASKS") == "1":
-    noop_task = _declare_noop_task()
 
 
 def _terminate(signum: int, frame: object) -> None:

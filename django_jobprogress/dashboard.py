@@ -253,12 +253,7 @@ def open_batches(site: str) -> list[dict[str, Any]]:
         # As Batch.live_counts() reads them (pending ones are what the counters
         # leave), for all the batches at once: their bars then read nothing.
         row = running.get(batch.pk, {})
-        unfinished = batch.total - batch.succeeded - batch.failed - batch.cancelled
-        counts = {
-            "pending": max(unfinished - row.get("n", 0), 0),
-            "running": row.get("n", 0),
-            "running_progress": row.get("progress") or 0.0,
-        }
+        counts = batch.counts_with(row.get("n", 0), row.get("progress"))
         url = change_url(site, "batch", batch.pk)
         shown.append({"batch": batch, "url": url, **counts, "counts": counts})
     return shown

@@ -5,7 +5,8 @@ one around the function), so both forms share ``enqueue()``, ``perform()`` and
 ``TaskOptions``, and both are a ``registry.ProgressTask``. The worker finds a
 task again by its dotted name, so define tasks at module level. Enqueueing
 writes a PENDING ``JobRecord`` and, once that row is committed, hands only its
-id to the queue adapter.
+id to the queue adapter; a queue kept in the same database (django-q2's ORM
+broker) gets its message in the row's own transaction, so both commit together.
 """
 
 from __future__ import annotations
@@ -274,7 +275,9 @@ def enqueue_or_find(
     """
     _check_call(args, kwargs, key)
     fields, options = _shared_fields(task, owner, queue, on_conflict, batch, max_attempts)
-    record, created = JobRecord.objects.create_pending(
+    adapter, db = get_queue_adapter(), JobRecord.objects.db
+    write = functools.partial(
+        JobRecord.objects.create_pending,
         on_conflict=on_conflict,
         **fields,
         args=list(args),
@@ -282,9 +285,17 @@ def enqueue_or_find(
         key=key,
         scheduled_for=scheduled_for,
     )
+    if adapter.enqueues_in_transaction(db, fields["queue"]):
+        # The queue lives in the same database: the row and its message commit together.
+        with transaction.atomic(using=db):
+            record, created = write()
+            if created:
+                hand_off(record, options, in_transaction=True)
+        return record, created
+    record, created = write()
     if created:
         # A refused hand-off leaves the row PENDING for the sweep; the caller goes on.
-        transaction.on_commit(functools.partial(hand_off, record, options))
+        transaction.on_commit(functools.partial(hand_off, record, options), using=db)
     return record, created
 
 
@@ -322,11 +333,23 @@ def enqueue_many(
     fields, options = _shared_fields(task, owner, queue, on_conflict, batch, None)
     if not wanted:
         return []
-    records, created = JobRecord.objects.create_pending_many(
-        fields, wanted, on_conflict=on_conflict, chunk_size=chunk_size
+    adapter, db = get_queue_adapter(), JobRecord.objects.db
+    write = functools.partial(
+        JobRecord.objects.create_pending_many,
+        fields,
+        wanted,
+        on_conflict=on_conflict,
+        chunk_size=chunk_size,
     )
+    if adapter.enqueues_in_transaction(db, fields["queue"]):
+        with transaction.atomic(using=db):  # the rows and their messages commit together
+            records, created = write()
+            hand_off_many(created, options, chunk_size, in_transaction=True)
+        return records
+    records, created = write()
     if created:
-        transaction.on_commit(functools.partial(hand_off_many, created, options, chunk_size))
+        hand_off_all = functools.partial(hand_off_many, created, options, chunk_size)
+        transaction.on_commit(hand_off_all, using=db)
     return records
 
 

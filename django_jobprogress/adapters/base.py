@@ -28,6 +28,13 @@ class QueueAdapter(ABC):
     def enqueue(self, record: JobRecord, options: TaskOptions) -> str:
         """Send the job to the queue; return the queue's own id for it (or "")."""
 
+    def enqueues_in_transaction(self, using: str, queue: str) -> bool:
+        """Whether jobs of ``queue`` are queued in the database ``using`` itself (a
+        queue table): then ``enqueue`` runs inside the transaction that writes the
+        job's row, and the row and its message commit (or roll back) together. Else
+        the hand-off follows the commit."""
+        return False
+
     #: Whether ``enqueue_many`` sends its jobs in one round trip, all or none. When
     #: False, ``enqueue_many`` callers hand jobs off one by one with ``enqueue``.
     sends_in_bulk: bool = False

@@ -49,6 +49,14 @@ class DjangoQ2Queue(QueueAdapter):
         q_options = {**_q_options(record, options), "broker": _broker(record.queue)}
         return str(async_task(RUN_JOB, str(record.pk), q_options=q_options) or "")
 
+    def enqueues_in_transaction(self, using: str, queue: str) -> bool:
+        """The ORM broker on the jobs' own database keeps its queue in a table there
+        (not in sync mode, where a hand-off runs the job)."""
+        from django_q.brokers.orm import ORM
+        from django_q.conf import Conf
+
+        return not Conf.SYNC and using == Conf.ORM and isinstance(_broker(queue), ORM)
+
     @property
     def sends_in_bulk(self) -> bool:  # type: ignore[override]
         """In sync mode each job runs inside its own hand-off, so one by one."""

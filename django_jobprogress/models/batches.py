@@ -304,11 +304,16 @@ class Batch(SignedAccess, models.Model):
             .order_by()
             .aggregate(n=models.Count("pk"), progress=models.Sum("progress"))
         )
+        return self.counts_with(running["n"], running["progress"])
+
+    def counts_with(self, running: int, running_progress: float | None) -> dict[str, Any]:
+        """``live_counts()`` from its running members' count and summed progress, read
+        by the caller (the dashboard reads them for many batches in one query)."""
         unfinished = self.total - self.succeeded - self.failed - self.cancelled
         return {
-            "pending": max(unfinished - running["n"], 0),
-            "running": running["n"],
-            "running_progress": running["progress"] or 0.0,
+            "pending": max(unfinished - running, 0),
+            "running": running,
+            "running_progress": running_progress or 0.0,
         }
 
     def snapshot(self) -> dict[str, Any]:

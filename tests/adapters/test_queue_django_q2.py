@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ, Task
@@ -100,6 +102,33 @@ def test_broker_failure_leaves_the_job_pending_for_the_sweep(django_q2, monkeypa
     assert SignedPackage.loads(queued.payload)["args"] == (str(record.pk),)
     record.refresh_from_db()
     assert record.handed_off_at is not None
+
+
+def test_on_the_orm_broker_the_row_and_its_message_commit_together(django_q2):
+    """django-q2's ORM broker keeps its queue in the jobs' database: the message is
+    written in the row's own transaction, so neither exists without the other."""
+    from django.db import connection
+
+    with CaptureQueriesContext(connection) as queries:
+        record = jobs.add.enqueue(1, 2)
+    assert OrmQ.objects.get().payload and JobRecord.objects.get().pk == record.pk
+    writes = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert writes.count("INSERT") == 2  # the job and its message, in one transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        jobs.add.enqueue(3, 4)
+        raise RuntimeError("the view failed")
+    assert OrmQ.objects.count() == 1 and JobRecord.objects.count() == 1
+
+
+def test_a_database_error_in_the_orm_brokers_insert_writes_nothing(django_q2, monkeypatch):
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(OrmQ.objects.__class__, "create", broken)
+    with pytest.raises(DatabaseError, match="disk full"):
+        jobs.add.enqueue(1, 2)
+    assert not JobRecord.objects.exists() and not OrmQ.objects.exists()
 
 
 def test_monitor_closes_a_job_the_wrapper_could_not(django_q2):
