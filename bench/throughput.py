@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python bench/throughput.py --conn-max-age 600 0  # also with CONN_MAX_AGE = 0
     .venv/bin/python bench/throughput.py --sweep-interval none 15 1  # the recovery sweep's cost
     .venv/bin/python bench/throughput.py --django-tasks  # also a django.tasks @task (tracked)
+    .venv/bin/python bench/throughput.py --jobs 10000 --batch  # also one 10,000-member batch
 
 Each round (bare and tracked alternate) starts from an empty broker and empty
 tables, enqueues all jobs while the cluster is stopped, then starts
@@ -102,6 +103,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--idle-wait", type=float, default=120.0, help="see --idle-below (120)")
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="give up on a round after this many seconds"
+    )
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="also run 'batch': the jobs as members of one batch, added by enqueue_many",
     )
     parser.add_argument(
         "--django-tasks",
@@ -233,8 +239,21 @@ def enqueue_django_tasks(n: int) -> None:
         noop_task.enqueue()
 
 
-VARIANTS = {"bare": enqueue_bare, "tracked": enqueue_tracked, "tasks": enqueue_django_tasks}
-TRACKED = ("tracked", "tasks")  # the variants whose jobs have a JobRecord
+def enqueue_batch(n: int) -> None:
+    from bench.tasks import Noop
+    from django_jobprogress.models import Batch
+
+    with Batch.open("bench") as batch:
+        Noop.enqueue_many([()] * n, batch=batch)
+
+
+VARIANTS = {
+    "bare": enqueue_bare,
+    "tracked": enqueue_tracked,
+    "tasks": enqueue_django_tasks,
+    "batch": enqueue_batch,
+}
+TRACKED = ("tracked", "tasks", "batch")  # the variants whose jobs have a JobRecord
 
 
 def count_done(variant: str) -> int:
@@ -365,13 +384,30 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
             f"tracked/bare {tracked / bare:.3f}"
         )
     tasks = [r for r in results if r["variant"] == "tasks"]
-    if tasks:
-        bare, django_tasks = med("bare", "rate"), med("tasks", "rate")
+    batches = [r for r in results if r["variant"] == "batch"]
+    for variant, label, rounds in (
+        ("tasks", "django.tasks, median", tasks),
+        ("batch", "one batch, median", batches),
+    ):
+        if rounds:
+            bare, rate = med("bare", "rate"), med(variant, "rate")
+            print(
+                f"    {label:<24} bare {bare:7.1f} jobs/s   {variant:<7} "
+                f"{rate:7.1f} jobs/s   {variant}/bare {rate / bare:.3f}"
+            )
+    if batches:
+        spans = [r["with_startup_rate"] for r in batches]
+        bare_spans = [r["with_startup_rate"] for r in bares]
         print(
-            f"    {'django.tasks, median':<24} bare {bare:7.1f} jobs/s   tasks   "
-            f"{django_tasks:7.1f} jobs/s   tasks/bare {django_tasks / bare:.3f}"
+            f"    {'one batch, end to end':<24} bare {statistics.median(bare_spans):7.1f} jobs/s"
+            f"   batch   {statistics.median(spans):7.1f} jobs/s (cluster start to last end)"
         )
-    for variant, rounds in (("bare", bares), ("tracked", trackeds), ("tasks", tasks)):
+    for variant, rounds in (
+        ("bare", bares),
+        ("tracked", trackeds),
+        ("tasks", tasks),
+        ("batch", batches),
+    ):
         if not rounds:
             continue
         cpu = "  ".join(
@@ -398,7 +434,7 @@ def main() -> int:
         f"cluster logs in {log_dir} (removed at the end when empty)",
         flush=True,
     )
-    variants = ("bare", "tracked", "tasks") if args.django_tasks else ("bare", "tracked")
+    variants = ("bare", "tracked") + ("tasks",) * args.django_tasks + ("batch",) * args.batch
     for conn_max_age in args.conn_max_age:
         for sweep in args.sweep_interval:
             os.environ["BENCH_SWEEP_INTERVAL"] = sweep  # inherited by the cluster

@@ -332,41 +332,62 @@ def _naive_utc(value: Any) -> Any:
 
 
 def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
-    """INSERT one row per dict of ``rows``: the values of ``template`` (an unsaved
-    instance: shared fields and defaults), with each dict's fields on top; return
-    the saved instances, in order.
+    """INSERT one row per dict of ``rows`` (all with the same keys): the values of
+    ``template`` (an unsaved instance: shared fields and defaults), with each dict's
+    fields on top; return the saved instances, in order.
 
-    One prepared statement executed for every row (``executemany``): the shared
-    values are prepared once and only each row's own fields per row, so it costs a
-    fraction of ``bulk_create``, which prepares every field of every row (and on
-    SQLite splits the rows into statements of 999 parameters).
+    The shared values are prepared once and only each row's own fields per row (a
+    fraction of ``bulk_create``'s work, which prepares every field of every row).
+    PostgreSQL gets one statement: ``INSERT ... SELECT`` of the shared values with
+    the rows' own ones from ``unnest`` of one array per column; SQLite, in-process,
+    one prepared statement executed per row (``executemany``).
     """
     model = type(template)
-    connection = connections[using]
+    connection: Any = connections[using]
     fields = _fields(model, tuple(f.name for f in model._meta.concrete_fields))
     names = [field.attname for field in fields]
-    own = {name: names.index(name) for name in rows[0]} if rows else {}
+    own = [names.index(name) for name in rows[0]] if rows else []
     base = [getattr(template, name) for name in names]
+    instances, own_params = [], []
+    for row in rows:
+        values = list(base)
+        for index, value in zip(own, row.values(), strict=True):
+            values[index] = value
+            own_params.append(fields[index].get_db_prep_save(value, connection))
+        instances.append(model.from_db(using, names, values))
+    if not rows:
+        return instances
     prepared = [
         field.get_db_prep_save(value, connection) for field, value in zip(fields, base, strict=True)
     ]
     qn = connection.ops.quote_name
-    columns = ", ".join(qn(cast(str, f.column)) for f in model._meta.concrete_fields)
-    sql = (
-        f"INSERT INTO {qn(model._meta.db_table)} ({columns}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    instances, params = [], []
-    for row in rows:
-        values, row_params = list(base), list(prepared)
-        for name, value in row.items():
-            index = own[name]
-            values[index] = value
-            row_params[index] = fields[index].get_db_prep_save(value, connection)
-        instances.append(model.from_db(using, names, values))
-        params.append(row_params)
+    table, columns = qn(model._meta.db_table), ", ".join(qn(f.column) for f in fields)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor == "postgresql":
+            # One array per own column, unnested into rows: a handful of parameters
+            # however many rows (the arrays' element types spelled out).
+            width = len(own)
+            arrays = [own_params[n::width] for n in range(width)]
+            unnested = ", ".join(f"%s::{fields[i].db_type(connection)}[]" for i in own)
+            picked = ", ".join(
+                f"v.c{own.index(i)}" if i in own else "%s" for i in range(len(fields))
+            )
+            aliases = ", ".join(f"c{n}" for n in range(width))
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {picked} "
+                f"FROM unnest({unnested}) AS v({aliases})",
+                [value for i, value in enumerate(prepared) if i not in own] + arrays,
+            )
+        else:
+            width = len(own)
+            params = []
+            for start in range(0, len(own_params), width):
+                row_params = list(prepared)
+                for index, value in zip(own, own_params[start : start + width], strict=True):
+                    row_params[index] = value
+                params.append(row_params)
+            placeholders = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", params)
     return instances
 
 
