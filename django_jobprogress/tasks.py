@@ -266,12 +266,14 @@ def enqueue_or_find(
     batch: Batch | None = None,
     max_attempts: int | None = None,
     scheduled_for: datetime | None = None,
+    on_created: Callable[[JobRecord], None] | None = None,
 ) -> tuple[JobRecord, bool]:
     """``enqueue``, also telling whether the record is new (False: it is the key's
     unfinished job, returned under ``on_conflict="return"``).
 
     ``max_attempts`` overrides the task's; ``scheduled_for`` is the schedule slot
-    the run is for.
+    the run is for; ``on_created(record)`` is called once a new record commits,
+    before the queue can start it (django.tasks' ``task_enqueued``).
     """
     _check_call(args, kwargs, key)
     fields, options = _shared_fields(task, owner, queue, on_conflict, batch, max_attempts)
@@ -290,10 +292,14 @@ def enqueue_or_find(
         with transaction.atomic(using=db):
             record, created = write()
             if created:
+                if on_created is not None:
+                    transaction.on_commit(functools.partial(on_created, record), using=db)
                 hand_off(record, options, in_transaction=True)
         return record, created
     record, created = write()
     if created:
+        if on_created is not None:  # registered first, so it runs before the hand-off
+            transaction.on_commit(functools.partial(on_created, record), using=db)
         # A refused hand-off leaves the row PENDING for the sweep; the caller goes on.
         transaction.on_commit(functools.partial(hand_off, record, options), using=db)
     return record, created

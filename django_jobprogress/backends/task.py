@@ -233,26 +233,21 @@ def enqueue_tracked(
     backend = backend_of(task)
     backend.validate_task(task)
     job = found_again(task).as_progress_task()
-    created_result: list[TaskResult[Any, Any]] = []
 
-    def send_enqueued() -> None:
-        for result in created_result:
-            task_enqueued.send(type(backend), task_result=result)
+    def send_enqueued(record: JobRecord) -> None:
+        # Once the row commits and before the hand-off: receivers hear of the job
+        # before a worker can start it.
+        task_enqueued.send(type(backend), task_result=task_result(record, task, backend.alias))
 
-    with transaction.atomic():
-        # Registered before the hand-off, so receivers hear of the job before a worker can.
-        transaction.on_commit(send_enqueued)
-        record, created = enqueue_or_find(
-            job,
-            tuple(args),
-            dict(kwargs),
-            owner=owner,
-            key=key,
-            queue=q_queue_of(task.queue_name) if q_queue is None else q_queue,
-            on_conflict=on_conflict,
-            batch=batch,
-        )
-        result = task_result(record, task, backend.alias)
-        if created:
-            created_result.append(result)
-    return result, record
+    record, _created = enqueue_or_find(
+        job,
+        tuple(args),
+        dict(kwargs),
+        owner=owner,
+        key=key,
+        queue=q_queue_of(task.queue_name) if q_queue is None else q_queue,
+        on_conflict=on_conflict,
+        batch=batch,
+        on_created=send_enqueued,
+    )
+    return task_result(record, task, backend.alias), record
