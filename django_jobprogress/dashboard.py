@@ -64,8 +64,9 @@ RANGES = {
     r.key: r
     for r in (
         Range("1h", _("1 hour"), timedelta(hours=1), 1, 10, "H:i", "H:i"),
-        Range("6h", _("6 hours"), timedelta(hours=6), 1, 60, "H:i", "H:i"),
-        Range("24h", _("24 hours"), timedelta(hours=24), 5, 240, "H:i", "D H:i"),
+        # At most ~170 bins a chart: each is a column and a row of the text table.
+        Range("6h", _("6 hours"), timedelta(hours=6), 5, 60, "H:i", "H:i"),
+        Range("24h", _("24 hours"), timedelta(hours=24), 15, 240, "H:i", "D H:i"),
         # Hourly bins: minutes older than a day are folded into hour rows (JobMinute).
         Range("7d", _("7 days"), timedelta(days=7), 60, 1440, "D j", "D j, H:i"),
     )
