@@ -165,7 +165,7 @@ FILL_COLUMNS = """
     id, task_name, status, args, kwargs, progress, current, stage, message, fields,
     result, error, traceback, queue, queue_task_id, cancellable, cancel_threshold,
     stall_timeout, max_attempts, attempts, created_at, started_at, finished_at,
-    heartbeat_at, handed_off_at, worker_host
+    heartbeat_at, handed_off_at, worker_host, exception_class_path, worker_ids
 """
 
 PG_FILL = f"""
@@ -173,7 +173,7 @@ PG_FILL = f"""
     SELECT gen_random_uuid(), '{FILLER_TASK}',
            CASE WHEN g %% 10 = 0 THEN 'failed' ELSE 'completed' END,
            '[]', '{{{{}}}}', 1.0, 0, '', '', '{{{{}}}}', 'null', '', '', '', '', true,
-           1.0, 60, 1, 1, t, t, t + interval '1 second', t, t, 'bench'
+           1.0, 60, 1, 1, t, t, t + interval '1 second', t, t, 'bench', '', '[]'
     FROM generate_series(1, %s) AS g,
          LATERAL (
              SELECT now() - interval '1 day' - (g %% 1209600) * interval '1 second' AS t
@@ -188,7 +188,7 @@ SQLITE_FILL = f"""
     SELECT lower(hex(randomblob(16))), '{FILLER_TASK}',
            CASE WHEN n %% 10 = 0 THEN 'failed' ELSE 'completed' END,
            '[]', '{{{{}}}}', 1.0, 0, '', '', '{{{{}}}}', 'null', '', '', '', '', 1,
-           1.0, 60, 1, 1, t, t, datetime(t, '+1 second'), t, t, 'bench'
+           1.0, 60, 1, 1, t, t, datetime(t, '+1 second'), t, t, 'bench', '', '[]'
     FROM (
         SELECT n, datetime('now', '-1 day', '-' || (n %% 1209600) || ' seconds') AS t
         FROM g
