@@ -232,8 +232,14 @@ def claim_returning(
 
 
 def _build_upsert_add(
-    model: type[Model], connection: Any, keys: tuple[str, ...], added: tuple[str, ...]
+    model: type[Model],
+    connection: Any,
+    keys: tuple[str, ...],
+    added: tuple[str, ...],
+    source: str | None = None,
 ) -> tuple[str, tuple[AnyField, ...]]:
+    """The upsert's SQL and fields. ``source`` replaces ``VALUES (%s, ...)`` as the
+    row to insert (``update_if_and_add``'s ``SELECT ... FROM ended``)."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     fields = _fields(model, keys + added)
@@ -243,10 +249,9 @@ def _build_upsert_add(
         f"{qn(field.column)} = {table}.{qn(field.column)} + excluded.{qn(field.column)}"
         for field in fields[len(keys) :]
     )
-    sql = (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({conflict}) DO UPDATE SET {sums}"
-    )
+    if source is None:
+        source = f"VALUES ({', '.join(['%s'] * len(fields))})"
+    sql = f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {sums}"
     return sql, fields
 
 
@@ -412,23 +417,13 @@ def update_if_and_add(
 
     def build() -> tuple[str, tuple[AnyField, ...], tuple[AnyField, ...]]:
         update, fields = _build_update(model, connection, shape[2], len(statuses))
-        _upsert, count_fields = _build_upsert_add(counted, connection, shape[5], shape[6])
-        qn = connection.ops.quote_name
-        table = qn(counted._meta.db_table)
-        columns = ", ".join(qn(field.column) for field in count_fields)
-        conflict = ", ".join(qn(field.column) for field in count_fields[: len(keys)])
-        sums = ", ".join(
-            f"{qn(f.column)} = {table}.{qn(f.column)} + excluded.{qn(f.column)}"
-            for f in count_fields[len(keys) :]
-        )
+        count_fields = _fields(counted, shape[5] + shape[6])
         # The parameter types are spelled out: a SELECT's values are not typed by a column.
         selected = ", ".join(f"%s::{f.db_type(connection)}" for f in count_fields)
-        sql = (
-            f"WITH ended AS ({update} RETURNING 1) "
-            f"INSERT INTO {table} ({columns}) SELECT {selected} FROM ended "
-            f"ON CONFLICT ({conflict}) DO UPDATE SET {sums}"
+        upsert, _same_fields = _build_upsert_add(
+            counted, connection, shape[5], shape[6], source=f"SELECT {selected} FROM ended"
         )
-        return sql, fields, count_fields
+        return f"WITH ended AS ({update} RETURNING 1) {upsert}", fields, count_fields
 
     sql, fields, count_fields = _once(connection, shape, build)
     params = _prepare(fields, values, connection)
