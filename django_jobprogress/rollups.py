@@ -3,7 +3,8 @@ bin of a range, and each task's runs with its run-time histogram.
 
 Both read only the range's rows, through the unique index that starts with the
 minute, and add them up in the database, bins included: a 7-day chart returns one
-row per bin (168), not one per minute (10,080).
+row per bin (168), not one per minute (10,080). Each adds the ends the sweep has
+not folded yet (``JobEnd``: the last seconds' worth), so what it shows is current.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 from django.db import NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import DateTimeField, Func, IntegerField, Sum
+from django.db.models import Count, DateTimeField, Func, IntegerField, Q, QuerySet, Sum
 from django.db.models.sql.compiler import SQLCompiler
 
-from django_jobprogress.models import JobMinute
+from django_jobprogress.models import JobEnd, JobMinute
 from django_jobprogress.models.stats import OUTCOMES
 
 Params = tuple[Any, ...]
@@ -83,23 +84,37 @@ class BinNumber(_Bin):
         return sql, (*params, epoch)
 
 
+def _outcome_sums() -> dict[str, Sum]:
+    return {outcome: Sum(outcome) for outcome in OUTCOMES}
+
+
+def _outcome_counts() -> dict[str, Count]:
+    return {outcome: Count("pk", filter=Q(outcome=outcome)) for outcome in OUTCOMES}
+
+
 def finished_per_bin(start: datetime, bins: int, minutes: int) -> list[list[int]]:
     """``bins`` lists of (completed, failed, cancelled): the jobs finished in each
-    ``minutes``-wide bin from ``start``. One GROUP BY bin."""
+    ``minutes``-wide bin from ``start``. One GROUP BY bin of the counts, one of the
+    ends not yet folded."""
     width = timedelta(minutes=minutes)
-    rows = JobMinute.objects.filter(minute__gte=start, minute__lt=start + width * bins)
-    sqlite = connections[rows.db].vendor == "sqlite"
-    per_bin: Iterable[Mapping[str, Any]] = (
-        rows.annotate(bin=(BinNumber if sqlite else BinStart)("minute", start, minutes))
-        .values("bin")
-        .annotate(**{outcome: Sum(outcome) for outcome in OUTCOMES})
-        .order_by()
-    )
+    end = start + width * bins
+    counted: QuerySet[Any] = JobMinute.objects.filter(minute__gte=start, minute__lt=end)
+    sqlite = connections[counted.db].vendor == "sqlite"
     values = [[0] * len(OUTCOMES) for _bin in range(bins)]
-    for row in per_bin:
-        index = row["bin"] if sqlite else round((row["bin"] - start) / width)
-        if 0 <= index < bins:
-            values[index] = [row[outcome] for outcome in OUTCOMES]
+    for rows, totals in (
+        (counted, _outcome_sums()),
+        (JobEnd.objects.filter(minute__gte=start, minute__lt=end), _outcome_counts()),
+    ):
+        per_bin: Iterable[Mapping[str, Any]] = (
+            rows.annotate(bin=(BinNumber if sqlite else BinStart)("minute", start, minutes))
+            .values("bin")
+            .annotate(**totals)
+            .order_by()
+        )
+        for row in per_bin:
+            index = row["bin"] if sqlite else round((row["bin"] - start) / width)
+            if 0 <= index < bins:
+                values[index] = [a + row[b] for a, b in zip(values[index], OUTCOMES, strict=True)]
     return values
 
 
@@ -127,23 +142,27 @@ class TaskRuns:
 
 def runs_per_task(start: datetime, end: datetime) -> list[TaskRuns]:
     """Each task that finished jobs in [start, end), busiest first. One GROUP BY
-    (task, bucket)."""
-    rows: Iterable[Mapping[str, Any]] = (
-        JobMinute.objects.filter(minute__gte=start, minute__lt=end)
-        .values("task_name", "bucket")
-        .annotate(**{outcome: Sum(outcome) for outcome in OUTCOMES}, seconds=Sum("seconds"))
-        .order_by()
-    )
+    (task, bucket) of the counts, one of the ends not yet folded."""
     tasks: dict[str, TaskRuns] = {}
-    for row in rows:
-        task = tasks.setdefault(row["task_name"], TaskRuns(row["task_name"]))
-        task.completed += row["completed"]
-        task.failed += row["failed"]
-        task.cancelled += row["cancelled"]
-        task.seconds += row["seconds"] or 0.0
-        runs = sum(row[outcome] for outcome in OUTCOMES)
-        if row["bucket"] and runs:
-            task.histogram[row["bucket"]] = runs
+    for rows, totals in (
+        (JobMinute.objects.all(), _outcome_sums()),
+        (JobEnd.objects.all(), _outcome_counts()),
+    ):
+        per_bucket: Iterable[Mapping[str, Any]] = (
+            rows.filter(minute__gte=start, minute__lt=end)
+            .values("task_name", "bucket")
+            .annotate(**totals, seconds=Sum("seconds"))
+            .order_by()
+        )
+        for row in per_bucket:
+            task = tasks.setdefault(row["task_name"], TaskRuns(row["task_name"]))
+            task.completed += row["completed"]
+            task.failed += row["failed"]
+            task.cancelled += row["cancelled"]
+            task.seconds += row["seconds"] or 0.0
+            runs = sum(row[outcome] for outcome in OUTCOMES)
+            if row["bucket"] and runs:
+                task.histogram[row["bucket"]] = task.histogram.get(row["bucket"], 0) + runs
     return sorted(tasks.values(), key=lambda task: (-task.runs, task.name))
 
 

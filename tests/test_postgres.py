@@ -10,12 +10,14 @@ from functools import partial
 
 import pytest
 from django.db import connection
+from django.db.models import Sum
 from django.utils import timezone
 
 from django_jobprogress import scheduler
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
 from django_jobprogress.execution import run_job
-from django_jobprogress.models import JobRecord, Schedule
+from django_jobprogress.models import JobEnd, JobMinute, JobRecord, Schedule
+from django_jobprogress.models.stats import fold_ends
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_finished, job_started
 from tests import jobs
@@ -243,6 +245,44 @@ def test_cancel_racing_claim_ends_in_one_consistent_state(memory_queue):
             assert run_job(str(record.pk)) is None
             assert fresh(record).status == Status.CANCELLED
             assert fresh(record).started_at is None
+
+
+# -- the dashboard's counts: sweepers folding while workers end jobs -----------------------
+
+
+def test_two_sweepers_folding_while_two_workers_end_jobs_count_every_end_once(memory_queue):
+    per_worker = 150
+    running = [_running_job() for _ in range(2 * per_worker)]
+    workers_done = [threading.Event(), threading.Event()]
+
+    def worker(records, outcome, done):
+        for record in records:
+            assert record.complete() if outcome == "completed" else record.fail("boom")
+        done.set()
+
+    def sweeper():
+        folded = 0
+        for _pass in range(10_000):  # until both workers are done
+            folded += fold_ends(chunk=20, chunks=2)
+            if all(done.is_set() for done in workers_done):
+                return folded
+        raise AssertionError("the workers did not finish")
+
+    outcomes = race(
+        partial(worker, running[:per_worker], "completed", workers_done[0]),
+        partial(worker, running[per_worker:], "failed", workers_done[1]),
+        sweeper,
+        sweeper,
+    )
+
+    assert [kind for kind, _ in outcomes] == ["ok"] * 4, outcomes
+    folded_by_sweepers = outcomes[2][1] + outcomes[3][1]
+    assert folded_by_sweepers + fold_ends() == 2 * per_worker  # each end moved once
+    assert not JobEnd.objects.exists()
+    assert JobMinute.objects.aggregate(Sum("completed"), Sum("failed")) == {
+        "completed__sum": per_worker,
+        "failed__sum": per_worker,
+    }
 
 
 # -- the recovery sweep: any number of sweepers, one outcome per job ------------------------

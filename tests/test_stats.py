@@ -1,5 +1,6 @@
-"""The per-minute counts behind the dashboard: each job's end adds one, in the same
-transaction, to its minute, task, outcome and run-time bucket; pruning keeps them."""
+"""The per-minute counts behind the dashboard: each job's end writes one row in its own
+transaction, which the sweep folds into its minute, task, outcome and run-time bucket;
+the dashboard's readers add the rows not yet folded; pruning keeps the counts."""
 
 from datetime import timedelta
 
@@ -8,18 +9,102 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from django_jobprogress.models import JobMinute, JobRecord
-from django_jobprogress.models.stats import HOURLY, SHARDS, bucket_limit, bucket_of, compact
+from django_jobprogress.models import JobEnd, JobMinute, JobRecord
+from django_jobprogress.models.stats import (
+    HOURLY,
+    SHARDS,
+    bucket_limit,
+    bucket_of,
+    compact,
+    fold_ends,
+)
 from django_jobprogress.pruning import prune
+from django_jobprogress.rollups import finished_per_bin, runs_per_task
 from tests.factories import start
 
 pytestmark = pytest.mark.django_db
 
 
 def counts(task="tests.jobs.add"):
+    """The task's folded counts, once every end written so far is folded."""
+    fold_ends()
+    assert not JobEnd.objects.exists()
     return JobMinute.objects.filter(task_name=task).aggregate(
         completed=Sum("completed"), failed=Sum("failed"), cancelled=Sum("cancelled")
     )
+
+
+def ended(outcome, task="tests.jobs.add", seconds=None):
+    record = start(JobRecord.objects.create(task_name=task))
+    if seconds is not None:
+        started = timezone.now() - timedelta(seconds=seconds)
+        JobRecord.objects.filter(pk=record.pk).update(started_at=started)
+        record.refresh_from_db()
+    assert record.complete() if outcome == "completed" else record.fail("boom")
+    return record
+
+
+def test_an_end_writes_one_row_that_the_fold_moves_into_its_minute():
+    ended("completed")
+    ended("completed")
+    ended("failed")
+    assert sorted(JobEnd.objects.values_list("outcome", flat=True)) == [
+        "completed",
+        "completed",
+        "failed",
+    ]
+    assert not JobMinute.objects.exists()  # nothing counted twice: the end is not a row yet
+
+    assert fold_ends() == 3
+    assert fold_ends() == 0
+    assert not JobEnd.objects.exists()
+    row = JobMinute.objects.get()
+    assert (row.shard, row.completed, row.failed, row.cancelled) == (0, 2, 1, 0)
+
+
+def test_the_fold_adds_to_the_counts_already_in_its_minute():
+    record = ended("completed", seconds=0.5)
+    fold_ends()
+    ended("completed", seconds=0.5)
+    ended("failed", seconds=0.5)
+    fold_ends()
+    row = JobMinute.objects.get()
+    assert (row.completed, row.failed) == (2, 1)
+    assert row.minute == record.finished_at.replace(second=0, microsecond=0)
+    assert 1.5 <= row.seconds < 1.6
+
+
+def test_the_fold_goes_in_bounded_chunks_and_leaves_the_rest_for_the_next_pass():
+    for _ in range(7):
+        ended("completed")
+    assert fold_ends(chunk=3, chunks=2) == 6  # two transactions of three
+    assert JobEnd.objects.count() == 1
+    assert fold_ends(chunk=3) == 1
+    assert counts()["completed"] == 7
+
+
+def test_the_dashboard_readers_count_ends_not_yet_folded():
+    now = timezone.now()
+    start_at = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    ended("completed", seconds=0.5)
+    ended("failed", seconds=30)
+    fold_ends()
+    ended("completed", seconds=0.5)  # not folded yet
+
+    def shown():
+        bins = finished_per_bin(start_at, 60, 1)
+        tasks = runs_per_task(start_at, start_at + timedelta(hours=1))
+        return [b for b in bins if any(b)], [
+            (t.name, t.completed, t.failed, t.histogram) for t in tasks
+        ]
+
+    before = shown()
+    [task] = runs_per_task(start_at, start_at + timedelta(hours=1))
+    assert (task.completed, task.failed, sum(task.histogram.values())) == (2, 1, 3)
+    assert task.histogram[bucket_of(0.5)] == 2
+    assert sum(sum(b) for b in finished_per_bin(start_at, 60, 1)) == 3
+    assert fold_ends() == 1
+    assert shown() == before  # folding changes nothing the dashboard shows
 
 
 def test_each_end_is_counted_once_by_outcome():
@@ -31,6 +116,7 @@ def test_each_end_is_counted_once_by_outcome():
     pending = JobRecord.objects.create(task_name="tests.jobs.add")
     assert pending.request_cancel()
 
+    assert JobEnd.objects.count() == 3
     assert counts() == {"completed": 1, "failed": 1, "cancelled": 1}
     minute = JobMinute.objects.filter(completed=1).get()
     done.refresh_from_db()
@@ -44,6 +130,7 @@ def test_run_time_lands_in_its_bucket_and_sums():
     JobRecord.objects.filter(pk=record.pk).update(started_at=timezone.now() - timedelta(seconds=3))
     record.refresh_from_db()
     record.complete()
+    fold_ends()
     row = JobMinute.objects.get()
     assert bucket_limit(row.bucket - 1) < 3 <= bucket_limit(row.bucket)
     assert 3 <= row.seconds < 4
@@ -62,7 +149,8 @@ def test_an_end_rolled_back_is_not_counted():
     with pytest.raises(RuntimeError), transaction.atomic():
         record.complete()
         raise RuntimeError("the caller's transaction fails")
-    assert not JobMinute.objects.exists()
+    assert not JobEnd.objects.exists()
+    assert counts() == {"completed": None, "failed": None, "cancelled": None}
 
 
 def test_counts_outlive_prune_jobs():

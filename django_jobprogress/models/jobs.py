@@ -25,9 +25,9 @@ from django_jobprogress.models.sql import (
     claim_returning,
     guarded_update,
     insert_many,
-    update_if_and_add,
+    update_if_and_insert,
 )
-from django_jobprogress.models.stats import JobMinute, count_end, end_count
+from django_jobprogress.models.stats import JobEnd, count_end, end_row
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import resolve_task
 from django_jobprogress.signals import job_finished, job_progress, job_started
@@ -491,14 +491,14 @@ class JobRecord(SignedAccess, models.Model):
     def _end_and_count(
         self, db: str, status: str, changes: dict[str, Any], guard: Guard, now: datetime
     ) -> bool:
-        """The end's UPDATE and its count in the minute's row: one statement on
+        """The end's UPDATE and the row that counts it (``JobEnd``): one statement on
         PostgreSQL when the guard is the status alone (a data-modifying ``WITH``), else
         two."""
         plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
         if connections[db].vendor == "postgresql" and set(guard) == {"status_in"} and plain:
-            key, added = end_count(self.task_name, status, now, self.started_at)
-            won = update_if_and_add(
-                type(self), db, self.pk, guard["status_in"], changes, JobMinute, key, added
+            row = end_row(self.task_name, status, now, self.started_at)
+            won = update_if_and_insert(
+                type(self), db, self.pk, guard["status_in"], changes, JobEnd, row
             )
             if won:
                 for name, value in changes.items():

@@ -396,40 +396,118 @@ def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
     return instances
 
 
-def update_if_and_add(
+def _build_insert(
+    model: type[Model], connection: Any, names: tuple[str, ...], source: str | None = None
+) -> tuple[str, tuple[AnyField, ...]]:
+    """``INSERT INTO model (names) VALUES (%s, ...)``, or ``source`` instead of VALUES."""
+    qn = connection.ops.quote_name
+    fields = _fields(model, names)
+    columns = ", ".join(qn(field.column) for field in fields)
+    if source is None:
+        source = f"VALUES ({', '.join(['%s'] * len(fields))})"
+    return f"INSERT INTO {qn(model._meta.db_table)} ({columns}) {source}", fields
+
+
+def insert_row(model: type[Model], connection: Any, row: dict[str, Any]) -> None:
+    """INSERT one row of ``row``'s fields (the others take their database defaults:
+    only for models whose other fields are generated, like an auto key)."""
+    shape = ("insert", model, tuple(row))
+    sql, fields = _once(connection, shape, lambda: _build_insert(model, connection, shape[2]))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prepare(fields, row, connection))
+
+
+def update_if_and_insert(
     model: type[Model],
     using: str,
     pk: Any,
     statuses: Iterable[str],
     values: dict[str, Any],
-    counted: type[Model],
-    keys: dict[str, Any],
-    added: dict[str, Any],
+    logged: type[Model],
+    row: dict[str, Any],
 ) -> bool:
-    """``update_if``, and in the same statement, if the row changed, ``upsert_add`` of
-    ``counted``: one round trip (PostgreSQL only: a data-modifying ``WITH``).
+    """``update_if``, and in the same statement, if the row changed, ``insert_row`` of
+    ``logged``: one round trip (PostgreSQL only: a data-modifying ``WITH``).
 
-    For the hot path of a job's end, which also counts it in its minute's row.
+    For the hot path of a job's end, which also writes the row that counts it.
     """
     connection: Any = connections[using]
     statuses = tuple(statuses)
-    shape = ("update_add", model, tuple(values), len(statuses), counted, tuple(keys), tuple(added))
+    shape = ("update_insert", model, tuple(values), len(statuses), logged, tuple(row))
 
     def build() -> tuple[str, tuple[AnyField, ...], tuple[AnyField, ...]]:
         update, fields = _build_update(model, connection, shape[2], len(statuses))
-        count_fields = _fields(counted, shape[5] + shape[6])
+        row_fields = _fields(logged, shape[5])
         # The parameter types are spelled out: a SELECT's values are not typed by a column.
-        selected = ", ".join(f"%s::{f.db_type(connection)}" for f in count_fields)
-        upsert, _same_fields = _build_upsert_add(
-            counted, connection, shape[5], shape[6], source=f"SELECT {selected} FROM ended"
+        selected = ", ".join(f"%s::{f.db_type(connection)}" for f in row_fields)
+        insert, _same = _build_insert(
+            logged, connection, shape[5], source=f"SELECT {selected} FROM ended"
         )
-        return f"WITH ended AS ({update} RETURNING 1) {upsert}", fields, count_fields
+        return f"WITH ended AS ({update} RETURNING 1) {insert}", fields, row_fields
 
-    sql, fields, count_fields = _once(connection, shape, build)
+    sql, fields, row_fields = _once(connection, shape, build)
     params = _prepare(fields, values, connection)
     params.append(model._meta.pk.get_db_prep_value(pk, connection))
     params.extend(statuses)
-    params.extend(_prepare(count_fields, {**keys, **added}, connection))
+    params.extend(_prepare(row_fields, row, connection))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return bool(cursor.rowcount == 1)
+
+
+_FOLD_KEYS = ("minute", "task_name", "bucket")
+
+
+def _build_fold(
+    source: type[Model], target: type[Model], connection: Any, outcomes: tuple[str, ...]
+) -> tuple[str, str | None]:
+    """The fold's statements: PostgreSQL one (a ``DELETE ... RETURNING`` feeding the
+    upsert), SQLite two (the upsert, then the DELETE of the same rows)."""
+    qn = connection.ops.quote_name
+    src, pk = qn(source._meta.db_table), qn(source._meta.pk.column)
+    keys = ", ".join(qn(name) for name in _FOLD_KEYS)
+    sums = [f"SUM(CASE WHEN {qn('outcome')} = %s THEN 1 ELSE 0 END)" for _name in outcomes]
+    added = (*outcomes, "seconds")
+    upsert = _build_upsert_add(
+        target,
+        connection,
+        (*_FOLD_KEYS, "shard"),
+        added,
+        source=(
+            f"SELECT {keys}, 0, {', '.join(sums)}, SUM({qn('seconds')}) FROM taken "
+            f"WHERE true GROUP BY {keys} ORDER BY {keys}"  # one lock order for every folder
+        ),
+    )[0]
+    if connection.vendor == "postgresql":
+        taken = (
+            f"DELETE FROM {src} WHERE {pk} IN (SELECT {pk} FROM {src} ORDER BY {pk} LIMIT %s "
+            f"FOR UPDATE SKIP LOCKED) RETURNING {keys}, {qn('outcome')}, {qn('seconds')}"
+        )
+        sql = f"WITH taken AS ({taken}), counted AS ({upsert}) SELECT count(*) FROM taken"
+        return sql, None
+    # SQLite: the upsert writes first, so this connection holds the write lock and the
+    # oldest rows it reads are the ones the DELETE then removes (ids only grow).
+    oldest = f"{pk} <= (SELECT max({pk}) FROM (SELECT {pk} FROM {src} ORDER BY {pk} LIMIT %s))"
+    upsert = f"WITH taken AS (SELECT * FROM {src} WHERE {oldest}) {upsert}"
+    return upsert, f"DELETE FROM {src} WHERE {oldest}"
+
+
+def fold_into(
+    source: type[Model], target: type[Model], using: str, limit: int, outcomes: tuple[str, ...]
+) -> int:
+    """Move the oldest ``limit`` rows of ``source`` (one row per job end: minute,
+    task_name, bucket, outcome, seconds) into ``target``'s counts (shard 0): sums
+    added, rows deleted; return how many rows moved. Call it inside a transaction."""
+    connection: Any = connections[using]
+    fold, delete = _once(
+        connection,
+        ("fold", source, target, outcomes),
+        lambda: _build_fold(source, target, connection, outcomes),
+    )
+    with connection.cursor() as cursor:
+        if delete is None:
+            cursor.execute(fold, [limit, *outcomes])
+            return int(cursor.fetchone()[0])
+        cursor.execute(fold, [limit, *outcomes])
+        cursor.execute(delete, [limit])
+        return int(cursor.rowcount)

@@ -1,29 +1,30 @@
 """``JobMinute``: jobs finished per minute, per task and outcome, with a histogram of
 their run times, for the admin dashboard's charts and per-task figures.
 
-Each job's end adds one to one row, in the same transaction as the end itself
-(``count_end``): one ``INSERT ... ON CONFLICT DO UPDATE`` (PostgreSQL, SQLite
-3.24+), O(1) per job and never a scan of the jobs table. The rows outlive
-``prune_jobs``, so the charts keep their history. A row is keyed by (minute,
-task, run-time bucket, shard); the shard is the worker's process id modulo
-``SHARDS``, so workers finishing jobs of one task in the same minute do not
-queue on one row lock. The recovery sweep (``compact``) folds the shards of each
-minute into shard 0 once the minute is ``FOLD_SHARDS_AFTER`` old, and minutes
-older than a day into hour rows (shard ``HOURLY``), so the charts read about one
-row per task, bucket and minute (or hour) whatever the number of workers.
+Each job's end writes one ``JobEnd`` row in the same transaction as the end itself
+(``count_end``; on PostgreSQL in the end's own statement): an append-only row, so no
+worker ever waits on another's lock and the only index it touches is its key. The
+recovery sweep folds those rows into ``JobMinute`` (``fold_ends``, part of
+``compact``): O(1) per job, never a scan of the jobs table, and the counts outlive
+``prune_jobs``, so the charts keep their history. The readers add the ends not yet
+folded, so the charts are never a sweep behind. ``compact`` also folds minutes
+older than a day into hour rows (shard ``HOURLY``), so a week's chart reads about
+one row per task, bucket and hour.
+
+Before ``JobEnd``, each end added to a ``JobMinute`` row of its own shard (the
+worker's pid modulo ``SHARDS``); ``compact`` still folds such rows into shard 0.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, models, transaction
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress.models.sql import upsert_add
+from django_jobprogress.models.sql import fold_into, insert_row, upsert_add
 
 SHARDS = 8
 #: Run-time buckets: bucket ``b`` (1..BUCKETS) holds runs of at most ``bucket_limit(b)``
@@ -85,27 +86,60 @@ class JobMinute(models.Model):
         return f"{self.task_name} at {self.minute:%Y-%m-%d %H:%M}"
 
 
-def end_count(
+class JobEnd(models.Model):
+    """One job's end, not yet folded into its ``JobMinute`` row (see the module)."""
+
+    id = models.BigAutoField(primary_key=True)
+    minute = models.DateTimeField(_("minute"))
+    task_name = models.CharField(_("task"), max_length=255)
+    bucket = models.PositiveSmallIntegerField(_("run-time bucket"))
+    outcome = models.CharField(_("outcome"), max_length=16)
+    seconds = models.FloatField(_("run time (s)"), default=0.0)
+
+    class Meta:
+        verbose_name = _("job end not yet counted")
+        verbose_name_plural = _("job ends not yet counted")
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.outcome} at {self.minute:%Y-%m-%d %H:%M}"
+
+
+def end_row(
     task_name: str, outcome: str, finished: datetime, started: datetime | None
-) -> tuple[dict[str, Any], dict[str, float]]:
-    """The key of the row that counts one job's end, and what it adds to it."""
+) -> dict[str, Any]:
+    """The ``JobEnd`` row that counts one job's end."""
     run_time = None if started is None else max((finished - started).total_seconds(), 0.0)
-    key = {
+    return {
         "minute": finished.replace(second=0, microsecond=0),
         "task_name": task_name,
         "bucket": bucket_of(run_time),
-        "shard": os.getpid() % SHARDS,
+        "outcome": outcome,
+        "seconds": run_time or 0.0,
     }
-    added: dict[str, float] = {name: int(name == outcome) for name in OUTCOMES}
-    added["seconds"] = run_time or 0.0
-    return key, added
 
 
 def count_end(
     using: str, task_name: str, outcome: str, finished: datetime, started: datetime | None
 ) -> None:
     """Count one job's end; call it inside the transaction of that end."""
-    upsert_add(JobMinute, connections[using], *end_count(task_name, outcome, finished, started))
+    insert_row(JobEnd, connections[using], end_row(task_name, outcome, finished, started))
+
+
+def fold_ends(using: str = "default", chunk: int = 5000, chunks: int = 20) -> int:
+    """Fold the oldest ``JobEnd`` rows into ``JobMinute`` (shard 0), ``chunk`` per
+    transaction and at most ``chunks`` transactions; return how many were folded.
+
+    Each chunk's sums are added and its rows deleted in one transaction, so an end is
+    never lost nor counted twice; sweepers folding at once take disjoint rows.
+    """
+    folded = 0
+    for _chunk in range(chunks):
+        with transaction.atomic(using=using):
+            taken = fold_into(JobEnd, JobMinute, using, chunk, OUTCOMES)
+        folded += taken
+        if taken < chunk:
+            break
+    return folded
 
 
 #: The shard of hour rows: minutes older than ``COMPACT_AFTER`` are folded into one
@@ -118,7 +152,8 @@ FOLD_SHARDS_AFTER = timedelta(minutes=5)
 
 
 def compact(now: datetime, using: str = "default", hours: int = 6, minutes: int = 120) -> int:
-    """Fold the shards of the oldest not yet folded minutes (at most ``minutes``)
+    """Fold the job ends not yet counted into their minutes (``fold_ends``), then the
+    shards of the oldest not yet folded minutes (at most ``minutes``)
     that ended ``FOLD_SHARDS_AFTER`` before ``now`` into shard 0, then the minute
     rows of the oldest hours (at most ``hours``) that ended ``COMPACT_AFTER``
     before ``now`` into hour rows; return how many minutes and hours were folded.
@@ -128,6 +163,7 @@ def compact(now: datetime, using: str = "default", hours: int = 6, minutes: int 
     twice, and any number of sweepers may do this at once (the deletes decide, under
     the rows' locks; a sweeper that finds its rows already folded adds nothing).
     """
+    fold_ends(using)
     table = JobMinute.objects.using(using)
     folded = _fold_each(
         table.filter(shard__gt=0, shard__lt=HOURLY),
