@@ -7,6 +7,7 @@ Run from the repository root::
     .venv/bin/python bench/throughput.py --sweep-interval none 15 1  # the recovery sweep's cost
     .venv/bin/python bench/throughput.py --django-tasks  # also a django.tasks @task (tracked)
     .venv/bin/python bench/throughput.py --jobs 10000 --batch  # also one 10,000-member batch
+    .venv/bin/python bench/throughput.py --uncounted  # also tracked with the end's count off
 
 Each round (bare and tracked alternate) starts from an empty broker and empty
 tables, enqueues all jobs while the cluster is stopped, then starts
@@ -110,6 +111,12 @@ def parse_args() -> argparse.Namespace:
         help="also run 'batch': the jobs as members of one batch, added by enqueue_many",
     )
     parser.add_argument(
+        "--uncounted",
+        action="store_true",
+        help="also run 'uncounted': tracked jobs whose end writes no JobEnd row (the "
+        "dashboard's count switched off in the cluster), to price that count",
+    )
+    parser.add_argument(
         "--django-tasks",
         action="store_true",
         help="also run a third variant, 'tasks': a no-op django.tasks @task on "
@@ -136,13 +143,14 @@ class Cluster:
 
     live: set[Cluster] = set()  # started and not yet stopped, for the last-resort cleanup
 
-    def __init__(self, conn_max_age: int, log_path: Path) -> None:
+    def __init__(self, conn_max_age: int, log_path: Path, env: dict[str, str]) -> None:
         self.conn_max_age = conn_max_age
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, BENCH_CONN_MAX_AGE=str(self.conn_max_age))
+        env = dict(os.environ, BENCH_CONN_MAX_AGE=str(self.conn_max_age), **self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "django", "qcluster"],
@@ -210,10 +218,11 @@ def reset(redis_url: str) -> None:
     from django.db import connection
     from django_q.models import OrmQ, Task
 
-    from django_jobprogress.models import JobRecord
+    from django_jobprogress.models import JobEnd, JobMinute, JobRecord
 
     redis.Redis.from_url(redis_url).flushdb()
-    tables = [Task._meta.db_table, OrmQ._meta.db_table, JobRecord._meta.db_table]
+    models = (Task, OrmQ, JobRecord, JobEnd, JobMinute)
+    tables = [model._meta.db_table for model in models]
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE " + ", ".join(connection.ops.quote_name(t) for t in tables))
 
@@ -250,10 +259,24 @@ def enqueue_batch(n: int) -> None:
 VARIANTS = {
     "bare": enqueue_bare,
     "tracked": enqueue_tracked,
+    "uncounted": enqueue_tracked,
     "tasks": enqueue_django_tasks,
     "batch": enqueue_batch,
 }
-TRACKED = ("tracked", "tasks", "batch")  # the variants whose jobs have a JobRecord
+TRACKED = ("tracked", "uncounted", "tasks", "batch")  # the variants whose jobs have a JobRecord
+#: What each variant's cluster gets in its environment: "uncounted" runs tracked jobs
+#: whose end writes no ``JobEnd`` row (bench/tasks.py), to price the dashboard's count.
+CLUSTER_ENV = {"uncounted": {"BENCH_COUNT_ENDS": "0"}}
+
+
+def counted_ends() -> int:
+    """Job ends the dashboard counts: folded into ``JobMinute`` or not yet."""
+    from django.db.models import F, Sum
+
+    from django_jobprogress.models import JobEnd, JobMinute
+
+    folded = JobMinute.objects.aggregate(n=Sum(F("completed") + F("failed") + F("cancelled")))
+    return JobEnd.objects.count() + (folded["n"] or 0)
 
 
 def count_done(variant: str) -> int:
@@ -283,7 +306,7 @@ def run_round(variant: str, args: argparse.Namespace, conn_max_age: int, log: Pa
     VARIANTS[variant](n)
     enqueue_seconds = time.perf_counter() - started
 
-    cluster = Cluster(conn_max_age, log)
+    cluster = Cluster(conn_max_age, log, CLUSTER_ENV.get(variant, {}))
     try:
         cluster.start()
         t_start = time.perf_counter()
@@ -333,6 +356,7 @@ def run_round(variant: str, args: argparse.Namespace, conn_max_age: int, log: Pa
         rspan = (records["last"] - records["first"]).total_seconds()
         result["record_rate"] = (completed - 1) / rspan if rspan > 0 else float("inf")
         result["not_completed"] = n - completed
+        result["counted"] = counted_ends()
     return result
 
 
@@ -343,6 +367,8 @@ def show_round(i: int, r: dict) -> None:
         f"worker stamps {r['stamp_rate']:6.1f} | incl. start-up {r['with_startup_rate']:6.1f} | "
         f"enqueue {r['enqueue_rate']:6.1f}/s"
     )
+    if "counted" in r:
+        line += f" | ends counted {r['counted']}"
     print(line, flush=True)
     cpu = "  ".join(f"{g} {ms:.2f}" for g, ms in r["cpu_ms"].items())
     noisy = r["other_share"] > NOISY
@@ -385,7 +411,9 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
         )
     tasks = [r for r in results if r["variant"] == "tasks"]
     batches = [r for r in results if r["variant"] == "batch"]
+    uncounted = [r for r in results if r["variant"] == "uncounted"]
     for variant, label, rounds in (
+        ("uncounted", "end not counted, median", uncounted),
         ("tasks", "django.tasks, median", tasks),
         ("batch", "one batch, median", batches),
     ):
@@ -405,6 +433,7 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
     for variant, rounds in (
         ("bare", bares),
         ("tracked", trackeds),
+        ("uncounted", uncounted),
         ("tasks", tasks),
         ("batch", batches),
     ):
@@ -413,12 +442,32 @@ def summarize(conn_max_age: int | str, results: list[dict]) -> None:
         cpu = "  ".join(
             f"{g} {statistics.median(r['cpu_ms'][g] for r in rounds):.2f}" for g in CPU_GROUPS
         )
-        print(f"    CPU ms/job, {variant:<7}      {cpu}")
+        print(f"    CPU ms/job, {variant:<9}    {cpu}")
     pairs = [t["rate"] / b["rate"] for b, t in zip(bares, trackeds, strict=True)]
     print("    per-round ratios (throughput): " + "  ".join(f"{p:.3f}" for p in pairs))
     if tasks:
         pairs = [t["rate"] / b["rate"] for b, t in zip(bares, tasks, strict=True)]
         print("    per-round ratios (tasks/bare): " + "  ".join(f"{p:.3f}" for p in pairs))
+    if uncounted:
+        # The count's cost, round by round: (tracked - uncounted) / bare of the same round.
+        drops = [
+            (u["rate"] - t["rate"]) / b["rate"]
+            for b, t, u in zip(bares, trackeds, uncounted, strict=True)
+        ]
+        cpu = [
+            sum(t["cpu_ms"].values()) - sum(u["cpu_ms"].values())
+            for t, u in zip(trackeds, uncounted, strict=True)
+        ]
+        print(
+            "    ratio drop from counting ends, per round ((uncounted - tracked) / bare): "
+            + "  ".join(f"{d:+.3f}" for d in drops)
+            + f"   median {statistics.median(drops):+.3f}"
+        )
+        print(
+            "    CPU ms/job added by counting ends, per round (tracked - uncounted): "
+            + "  ".join(f"{c:+.3f}" for c in cpu)
+            + f"   median {statistics.median(cpu):+.3f}"
+        )
 
 
 def main() -> int:
@@ -434,14 +483,17 @@ def main() -> int:
         f"cluster logs in {log_dir} (removed at the end when empty)",
         flush=True,
     )
-    variants = ("bare", "tracked") + ("tasks",) * args.django_tasks + ("batch",) * args.batch
+    extra = ("tasks",) * args.django_tasks + ("batch",) * args.batch
     for conn_max_age in args.conn_max_age:
         for sweep in args.sweep_interval:
             os.environ["BENCH_SWEEP_INTERVAL"] = sweep  # inherited by the cluster
             print(f"\nCONN_MAX_AGE = {conn_max_age}, SWEEP_INTERVAL = {sweep}", flush=True)
             results = []
             for i in range(1, args.rounds + 1):
-                for variant in variants:
+                tracked = ("tracked", "uncounted") if args.uncounted else ("tracked",)
+                if i % 2 == 0:
+                    tracked = tracked[::-1]  # neither tracked variant always runs first
+                for variant in ("bare", *tracked, *extra):
                     log = log_dir / f"qcluster-cma{conn_max_age}-sweep{sweep}-{i}-{variant}.log"
                     result = run_round(variant, args, conn_max_age, log)
                     results.append(result)
