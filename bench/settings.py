@@ -10,10 +10,11 @@ configuration:
 ``BENCH_WORKERS``          django-q2 workers (default 2)
 ``BENCH_REDIS_URL``        django-q2 Redis broker (default redis://127.0.0.1:6379/14)
 ``BENCH_BROKER``           ``redis`` (default) or ``orm`` (django-q2's ORM broker on the database)
-``BENCH_ADAPTER``          ``django_q2`` (default) or ``immediate`` (in-process)
+``BENCH_ADAPTER``          ``django_q2`` (default), ``immediate`` (in-process) or ``memory`` (kept)
 ``BENCH_Q_LOG_LEVEL``      django-q2 log level (default WARNING)
 ``BENCH_CHANNEL_LAYER``    ``memory`` (default: no push) or ``redis`` (push on the broker's Redis)
 ``BENCH_PG_OPTIONS``       libpq ``options`` of PostgreSQL sessions (``-c synchronous_commit=off``)
+``BENCH_SERVER_SIDE_BINDING`` ``1``: psycopg 3's ``OPTIONS["server_side_binding"]``
 ``BENCH_SWEEP_INTERVAL``   the cluster's ``JOBPROGRESS["SWEEP_INTERVAL"]`` (15; ``none``: off)
 """
 
@@ -53,7 +54,11 @@ else:
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
             "CONN_MAX_AGE": CONN_MAX_AGE,
-            "OPTIONS": {"options": os.environ.get("BENCH_PG_OPTIONS", "")},
+            "OPTIONS": {
+                "options": os.environ.get("BENCH_PG_OPTIONS", ""),
+                # psycopg 3 binds on the server, and prepares a statement run 5 times.
+                "server_side_binding": os.environ.get("BENCH_SERVER_SIDE_BINDING") == "1",
+            },
         }
     }
 
@@ -93,6 +98,7 @@ else:
 _ADAPTERS = {
     "django_q2": "django_jobprogress.adapters.queue_django_q2.DjangoQ2Queue",
     "immediate": "django_jobprogress.adapters.queue_memory.ImmediateQueue",
+    "memory": "django_jobprogress.adapters.queue_memory.InMemoryQueue",
 }
 # Django's task framework (or its backport) on this app: bench.tasks.noop_task.
 TASKS = {"default": {"BACKEND": "django_jobprogress.backends.JobProgressBackend"}}

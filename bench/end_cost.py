@@ -1,0 +1,126 @@
+"""What one job's end costs, with and without the dashboard's count (its ``JobEnd`` row).
+
+Run from the repository root::
+
+    python bench/end_cost.py                       # PostgreSQL, 2,000 ends per round, 6 rounds
+    python bench/end_cost.py --synchronous-commit off
+    python bench/end_cost.py --server-side-binding   # statements prepared by psycopg 3
+
+Each round creates and claims N jobs (not timed), then ends them one by one with
+``complete()`` in this process, timing the ends: wall time, this process's CPU
+and the PostgreSQL backend's CPU (read from ``/proc``). Rounds alternate
+"counted" (the product as shipped) and "uncounted" (the end's write without the
+``JobEnd`` row, as ``throughput.py --uncounted`` runs it), and the summary gives
+the medians and the difference. Nothing is asserted: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import HZ, setup_django  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ends", type=int, default=2000, help="ends per round (2000)")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds, alternating (6)")
+    parser.add_argument("--synchronous-commit", choices=("on", "off"), default="on")
+    parser.add_argument(
+        "--server-side-binding",
+        action="store_true",
+        help="psycopg 3's server-side binding, which prepares statements run 5 times",
+    )
+    parser.add_argument("--db-name", default="jobprogress_bench")
+    return parser.parse_args()
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the PostgreSQL backend ``pid`` has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def one_round(n: int, counted: bool) -> dict[str, float]:
+    from django.db import connection
+
+    from bench.tasks import Noop, _end_without_count
+    from django_jobprogress.models import JobEnd, JobMinute, JobRecord
+
+    with connection.cursor() as cursor:
+        tables = (JobRecord, JobEnd, JobMinute)
+        cursor.execute("TRUNCATE " + ", ".join(m._meta.db_table for m in tables))
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    records = Noop.enqueue_many([()] * n)
+    claimed = [JobRecord.objects.claim(r.pk, host="bench", pid=os.getpid()) for r in records]
+    shipped = JobRecord._end_and_count
+    if not counted:
+        JobRecord._end_and_count = _end_without_count
+    try:
+        wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
+        for record in claimed:
+            record.complete()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        server = backend_cpu(pid) - server
+    finally:
+        JobRecord._end_and_count = shipped
+    rows = JobEnd.objects.count()
+    if rows != (n if counted else 0):
+        raise RuntimeError(f"expected {n if counted else 0} JobEnd rows, found {rows}")
+    return {"wall": wall / n * 1e6, "client": cpu / n * 1e6, "backend": server / n * 1e6}
+
+
+def main() -> int:
+    args = parse_args()
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    os.environ["BENCH_ADAPTER"] = "memory"
+    os.environ["BENCH_PG_OPTIONS"] = f"-c synchronous_commit={args.synchronous_commit}"
+    os.environ["BENCH_SERVER_SIDE_BINDING"] = "1" if args.server_side_binding else "0"
+    setup_django(args.db_name)
+    print(
+        f"{args.ends} ends per round, {args.rounds} rounds, PostgreSQL {args.db_name}, "
+        f"synchronous_commit {args.synchronous_commit}, server-side binding "
+        f"{'on' if args.server_side_binding else 'off'}; µs per end",
+        flush=True,
+    )
+    results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    for i in range(args.rounds):
+        counted = i % 2 == 0
+        r = one_round(args.ends, counted)
+        results[counted].append(r)
+        label = "counted" if counted else "uncounted"
+        print(
+            f"  round {i + 1} {label:>9}: wall {r['wall']:7.1f}  client CPU {r['client']:6.1f}"
+            f"  backend CPU {r['backend']:6.1f}",
+            flush=True,
+        )
+    print("  medians:")
+    med = {
+        counted: {k: statistics.median(r[k] for r in rounds) for k in ("wall", "client", "backend")}
+        for counted, rounds in results.items()
+    }
+    for counted, label in ((True, "counted"), (False, "uncounted")):
+        m = med[counted]
+        print(
+            f"    {label:>9}: wall {m['wall']:7.1f}  client CPU {m['client']:6.1f}"
+            f"  backend CPU {m['backend']:6.1f}"
+        )
+    diff = {k: med[True][k] - med[False][k] for k in med[True]}
+    print(
+        f"    the count adds: wall {diff['wall']:+.1f}  client CPU {diff['client']:+.1f}"
+        f"  backend CPU {diff['backend']:+.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
