@@ -111,6 +111,11 @@ def parse_args() -> argparse.Namespace:
         help="also run 'batch': the jobs as members of one batch, added by enqueue_many",
     )
     parser.add_argument(
+        "--server-side-binding",
+        action="store_true",
+        help="psycopg 3's server-side binding (DATABASES OPTIONS), for every variant",
+    )
+    parser.add_argument(
         "--uncounted",
         action="store_true",
         help="also run 'uncounted': tracked jobs whose end writes no JobEnd row (the "
@@ -136,6 +141,7 @@ def configure(args: argparse.Namespace) -> None:
     os.environ["BENCH_CONN_MAX_AGE"] = str(args.conn_max_age[0])
     os.environ["BENCH_CHANNEL_LAYER"] = args.channel_layer
     os.environ["BENCH_PG_OPTIONS"] = f"-c synchronous_commit={args.synchronous_commit}"
+    os.environ["BENCH_SERVER_SIDE_BINDING"] = "1" if args.server_side_binding else "0"
 
 
 class Cluster:
@@ -479,7 +485,8 @@ def main() -> int:
     print(
         f"{args.jobs} no-op jobs per round, {args.workers} workers, Redis broker "
         f"{args.redis_url}, PostgreSQL {args.db_name}, channel layer {args.channel_layer}, "
-        f"synchronous_commit {args.synchronous_commit}, {args.rounds} rounds per variant; "
+        f"synchronous_commit {args.synchronous_commit}, server-side binding "
+        f"{'on' if args.server_side_binding else 'off'}, {args.rounds} rounds per variant; "
         f"cluster logs in {log_dir} (removed at the end when empty)",
         flush=True,
     )

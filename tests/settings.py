@@ -3,6 +3,8 @@
 A worker subprocess started by a test reuses these settings with
 ``JOBPROGRESS_TEST_DB_NAME`` naming the test database it must use, and
 ``JOBPROGRESS_TEST_BROKER=redis`` to take jobs from Redis instead of the ORM.
+``JOBPROGRESS_TEST_SERVER_SIDE_BINDING=1`` turns on psycopg 3's server-side binding
+on PostgreSQL (``OPTIONS["server_side_binding"]``), as some projects run.
 """
 
 import json
@@ -54,6 +56,7 @@ RUN_ID = os.environ.setdefault("JOBPROGRESS_TEST_RUN_ID", str(os.getpid()))
 
 DB_VENDOR = os.environ.get("JOBPROGRESS_TEST_DB", "sqlite")
 WORKER_DB_NAME = os.environ.get("JOBPROGRESS_TEST_DB_NAME")
+SERVER_SIDE_BINDING = os.environ.get("JOBPROGRESS_TEST_SERVER_SIDE_BINDING") == "1"
 
 if DB_VENDOR == "postgres":
     DATABASES = {
@@ -67,6 +70,7 @@ if DB_VENDOR == "postgres":
             # connections open, or the test database cannot be dropped at the end.
             "CONN_MAX_AGE": 0,
             "TEST": {"NAME": f"test_jobprogress_{RUN_ID}"},
+            "OPTIONS": {"server_side_binding": SERVER_SIDE_BINDING},
         }
     }
 else:
