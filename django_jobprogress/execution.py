@@ -68,26 +68,12 @@ def run_job(job_id: str) -> Any:
         finally:
             if record.status == JobRecord.Status.PENDING:
                 hand_off(record, options)  # it failed with attempts left: the next one
-            _after_run(task, record)
     return result
 
 
 def worker_id(record: JobRecord) -> str:
     """``"host:pid"`` of the worker running ``record`` (its ``worker_ids`` entry)."""
     return f"{record.worker_host}:{record.worker_pid}" if record.worker_host else ""
-
-
-def _after_run(task: Any, record: JobRecord) -> None:
-    """Tell a task that asks (``after_run(record)``: django.tasks' ``task_finished``)
-    how this run left its job. The job's end is committed already, so a failing
-    hook is logged, never raised into the queue's bookkeeping."""
-    after_run = getattr(task, "after_run", None)
-    if after_run is None:
-        return
-    try:
-        after_run(record)
-    except Exception:
-        logger.exception("job %s: after_run of %s failed", record.pk, record.task_name)
 
 
 def _reraise_storable(exc: BaseException) -> None:

@@ -1,5 +1,5 @@
 """Signal receivers: every committed change of a job (and of its batch) is pushed
-to the sockets watching it."""
+to the sockets watching it, and a task that asks is told of its job's end."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from django.dispatch import receiver
 
 from django_jobprogress import conf
 from django_jobprogress.adapters import get_push_adapter
+from django_jobprogress.exceptions import JobProgressConfigurationError
 from django_jobprogress.groups import batch_group, job_group
 from django_jobprogress.models import Batch
+from django_jobprogress.registry import resolve_task
 from django_jobprogress.signals import batch_finished, job_finished, job_progress, job_started
 
 logger = logging.getLogger(__name__)
@@ -69,3 +71,21 @@ def push_started(sender: Any, record: Any, **kwargs: Any) -> None:
 def push_batch_finished(sender: Any, batch: Any, **kwargs: Any) -> None:
     # Sent at once, replacing a member's ask still held for the batch.
     _publish(batch_group(batch.pk), batch.snapshot)
+
+
+@receiver(job_finished, dispatch_uid="django_jobprogress.tell_task")
+def tell_task(sender: Any, record: Any, **kwargs: Any) -> None:
+    """Tell the job's task, if it asks (``after_end(record)``: django.tasks'
+    ``task_finished``), that the job ended, however it ended: in its worker,
+    cancelled while pending, or closed by the sweep. Sent once the end is committed,
+    so a failing hook is logged, never raised into the code that ended the job."""
+    try:
+        after_end = getattr(resolve_task(record.task_name), "after_end", None)
+    except JobProgressConfigurationError:
+        return  # a task this process cannot import has nobody here to tell
+    if after_end is None:
+        return
+    try:
+        after_end(record)
+    except Exception:
+        logger.exception("job %s: after_end of %s failed", record.pk, record.task_name)

@@ -152,13 +152,12 @@ class TaskJob:
             return self.task.call(context, *record.args, **record.kwargs)
         return self.task.call(*record.args, **record.kwargs)
 
-    def after_run(self, record: JobRecord) -> None:
-        """``task_finished``, once the run ended the job (not for a retry to come)."""
-        if not record.is_finished:
-            return
+    def after_end(self, record: JobRecord) -> None:
+        """``task_finished``, once the job's end is committed, wherever it ended
+        (``receivers.tell_task``): in its worker, cancelled while pending, or closed
+        by the sweep."""
         backend = backend_of(self.task)
-        result = task_result(record, self.task, backend.alias)
-        transaction.on_commit(lambda: task_finished.send(type(backend), task_result=result))
+        task_finished.send(type(backend), task_result=task_result(record, self.task, backend.alias))
 
     def enqueue(
         self,

@@ -227,6 +227,28 @@ def test_the_three_signals_are_sent_in_order(tmp_path):
     ]
 
 
+def test_a_job_cancelled_while_pending_sends_task_finished_once(memory_queue, tmp_path):
+    log = tmp_path / "signals"
+    result = tasks_jobs.signalled.enqueue(str(log))
+    assert record_of(result).request_cancel() is True
+    assert memory_queue.run_pending() == 1  # the delivery is dropped: nothing runs
+    assert log.read_text().splitlines() == [
+        f"enqueued READY {result.id}",
+        f"finished FAILED {result.id}",
+    ]
+
+
+def test_a_job_closed_by_the_sweep_sends_task_finished(memory_queue, tmp_path):
+    log = tmp_path / "signals"
+    result = tasks_jobs.signalled.enqueue(str(log))
+    JobRecord.objects.claim(result.id, host="gone", pid=1)  # its worker is then lost
+    assert JobRecord.objects.fail_stalled(timezone.now() + timedelta(hours=1)) == 1
+    assert log.read_text().splitlines() == [
+        f"enqueued READY {result.id}",
+        f"finished FAILED {result.id}",
+    ]
+
+
 def test_task_enqueued_waits_for_the_commit(memory_queue, tmp_path):
     log = tmp_path / "signals"
     with transaction.atomic():
