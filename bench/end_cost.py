@@ -8,7 +8,7 @@ Run from the repository root::
 
 Each round creates and claims N jobs (not timed), then ends them one by one with
 ``complete()`` in this process, timing the ends: wall time, this process's CPU
-and the PostgreSQL backend's CPU (read from ``/proc``). Rounds alternate
+the PostgreSQL backend's CPU (read from ``/proc``) and the WAL written. Rounds alternate
 "counted" (the product as shipped) and "uncounted" (the end's write without the
 ``JobEnd`` row, as ``throughput.py --uncounted`` runs it), and the summary gives
 the medians and the difference. Nothing is asserted: it prints figures.
@@ -43,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+KEYS = ("wall", "client", "backend", "wal")
+
+
 def backend_cpu(pid: int) -> float:
     """CPU seconds (user + system) the PostgreSQL backend ``pid`` has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -66,17 +69,33 @@ def one_round(n: int, counted: bool) -> dict[str, float]:
     if not counted:
         JobRecord._end_and_count = _end_without_count
     try:
+        wal = wal_position()
         wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
         for record in claimed:
             record.complete()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         server = backend_cpu(pid) - server
+        wal = wal_position() - wal
     finally:
         JobRecord._end_and_count = shipped
     rows = JobEnd.objects.count()
     if rows != (n if counted else 0):
         raise RuntimeError(f"expected {n if counted else 0} JobEnd rows, found {rows}")
-    return {"wall": wall / n * 1e6, "client": cpu / n * 1e6, "backend": server / n * 1e6}
+    return {
+        "wall": wall / n * 1e6,
+        "client": cpu / n * 1e6,
+        "backend": server / n * 1e6,
+        "wal": wal / n,
+    }
+
+
+def wal_position() -> int:
+    """PostgreSQL's WAL insert position, in bytes (the whole server's: run it alone)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')")
+        return int(cursor.fetchone()[0])
 
 
 def main() -> int:
@@ -100,24 +119,24 @@ def main() -> int:
         label = "counted" if counted else "uncounted"
         print(
             f"  round {i + 1} {label:>9}: wall {r['wall']:7.1f}  client CPU {r['client']:6.1f}"
-            f"  backend CPU {r['backend']:6.1f}",
+            f"  backend CPU {r['backend']:6.1f}  WAL {r['wal']:6.0f} bytes",
             flush=True,
         )
     print("  medians:")
     med = {
-        counted: {k: statistics.median(r[k] for r in rounds) for k in ("wall", "client", "backend")}
+        counted: {k: statistics.median(r[k] for r in rounds) for k in KEYS}
         for counted, rounds in results.items()
     }
     for counted, label in ((True, "counted"), (False, "uncounted")):
         m = med[counted]
         print(
             f"    {label:>9}: wall {m['wall']:7.1f}  client CPU {m['client']:6.1f}"
-            f"  backend CPU {m['backend']:6.1f}"
+            f"  backend CPU {m['backend']:6.1f}  WAL {m['wal']:6.0f} bytes"
         )
     diff = {k: med[True][k] - med[False][k] for k in med[True]}
     print(
         f"    the count adds: wall {diff['wall']:+.1f}  client CPU {diff['client']:+.1f}"
-        f"  backend CPU {diff['backend']:+.1f}"
+        f"  backend CPU {diff['backend']:+.1f}  WAL {diff['wal']:+.0f} bytes"
     )
     return 0
 
