@@ -68,8 +68,19 @@ def resolve_task(name: str) -> ProgressTask:
         found = import_string(name)
     except ImportError as exc:
         raise JobProgressConfigurationError(f"task {name!r} cannot be imported: {exc}") from exc
+    checked = _checked.get(name)
+    if checked is not None and checked[0] is found:
+        return checked[1]
     as_progress_task = getattr(found, "as_progress_task", None)
     task = as_progress_task() if callable(as_progress_task) else found
     if not isinstance(task, ProgressTask):
         raise JobProgressConfigurationError(f"{name!r} is not a progress task")
+    _checked[name] = (found, task)
     return task
+
+
+# name -> (what was found there, its progress task). The Protocol check costs tens of
+# µs, and every job's task is resolved twice (by its worker and on its end), so it
+# is made once per object found; a name that comes to hold another object is checked
+# again.
+_checked: dict[str, tuple[Any, ProgressTask]] = {}
