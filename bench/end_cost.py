@@ -55,8 +55,9 @@ def backend_cpu(pid: int) -> float:
 def one_round(n: int, counted: bool) -> dict[str, float]:
     from django.db import connection
 
-    from bench.tasks import Noop, _end_without_count
+    from bench.tasks import Noop, uncount_ends
     from django_jobprogress.models import JobEnd, JobMinute, JobRecord
+    from django_jobprogress.models import jobs as jobs_module
 
     with connection.cursor() as cursor:
         tables = (JobRecord, JobEnd, JobMinute)
@@ -65,9 +66,9 @@ def one_round(n: int, counted: bool) -> dict[str, float]:
         pid = cursor.fetchone()[0]
     records = Noop.enqueue_many([()] * n)
     claimed = [JobRecord.objects.claim(r.pk, host="bench", pid=os.getpid()) for r in records]
-    shipped = JobRecord._end_and_count
+    shipped = JobRecord._end_counted, jobs_module.count_end
     if not counted:
-        JobRecord._end_and_count = _end_without_count
+        uncount_ends()
     try:
         wal = wal_position()
         wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
@@ -77,7 +78,7 @@ def one_round(n: int, counted: bool) -> dict[str, float]:
         server = backend_cpu(pid) - server
         wal = wal_position() - wal
     finally:
-        JobRecord._end_and_count = shipped
+        JobRecord._end_counted, jobs_module.count_end = shipped
     rows = JobEnd.objects.count()
     if rows != (n if counted else 0):
         raise RuntimeError(f"expected {n if counted else 0} JobEnd rows, found {rows}")

@@ -480,33 +480,46 @@ class JobRecord(SignedAccess, models.Model):
         now = timezone.now()
         changes.update(status=status, finished_at=now, heartbeat_at=now)
         db = self._state.db or "default"
-        # The end, its minute's count and (for a member) its batch's count commit together.
+        one_statement = self._counted_in_one_statement(db, changes, guard)
+        if one_statement and self.batch_id is None:
+            # The end and its count are one statement, atomic by itself: no transaction
+            # of its own (no BEGIN and COMMIT to wait for), but inside a caller's, a
+            # savepoint, so that a refused write leaves it usable for the minimal end.
+            if connections[db].in_atomic_block:
+                with transaction.atomic(using=db):
+                    return self._end_counted(db, status, changes, guard, now)
+            return self._end_counted(db, status, changes, guard, now)
+        # The end, its count and (for a member) its batch's count commit together.
         with transaction.atomic(using=db):
-            won = self._end_and_count(db, status, changes, guard, now)
+            if one_statement:
+                won = self._end_counted(db, status, changes, guard, now)
+            else:
+                won = self._set(changes, **guard)
+                if won:
+                    count_end(db, self.task_name, status, now, self.started_at)
             if won and self.batch_id is not None:
                 batches: Any = self._meta.get_field("batch").related_model
                 batches.objects.member_finished(self.batch_id, status)
         return won
 
-    def _end_and_count(
+    @staticmethod
+    def _counted_in_one_statement(db: str, changes: dict[str, Any], guard: Guard) -> bool:
+        """Can the end's UPDATE write its ``JobEnd`` row too (a data-modifying
+        ``WITH``)? On PostgreSQL, when the guard is the status alone and the values
+        plain; elsewhere the count is a second statement."""
+        plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
+        return connections[db].vendor == "postgresql" and set(guard) == {"status_in"} and plain
+
+    def _end_counted(
         self, db: str, status: str, changes: dict[str, Any], guard: Guard, now: datetime
     ) -> bool:
-        """The end's UPDATE and the row that counts it (``JobEnd``): one statement on
-        PostgreSQL when the guard is the status alone (a data-modifying ``WITH``), else
-        two."""
-        plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
-        if connections[db].vendor == "postgresql" and set(guard) == {"status_in"} and plain:
-            row = end_row(self.task_name, status, now, self.started_at)
-            won = update_if_and_insert(
-                type(self), db, self.pk, guard["status_in"], changes, JobEnd, row
-            )
-            if won:
-                for name, value in changes.items():
-                    setattr(self, name, value)
-            return won
-        won = self._set(changes, **guard)
+        """The end's UPDATE with the row that counts it (``JobEnd``), in one statement."""
+        row = end_row(self.task_name, status, now, self.started_at)
+        statuses = guard["status_in"]
+        won = update_if_and_insert(type(self), db, self.pk, statuses, changes, JobEnd, row)
         if won:
-            count_end(db, self.task_name, status, now, self.started_at)
+            for name, value in changes.items():
+                setattr(self, name, value)
         return won
 
     def _finish(self, status: str, guard: Guard, **changes: Any) -> bool:
