@@ -18,6 +18,8 @@ and a message on the broker:
 ``bulk``          ``Noop.enqueue_many(...)``: an INSERT and a broker round trip per chunk
 ``batch``         ``Noop.enqueue(batch=b)`` per job inside ``Batch.open()``, sealed
 ``batch-bulk``    ``Noop.enqueue_many(..., batch=b)`` inside ``Batch.open()``, sealed
+``bulk-args``     ``Count.enqueue_many([(1,), (2,), ...])``: each job with an argument of
+                  its own (a mail blast's address), so its arguments are a column per row
 
 PostgreSQL runs with django-q2's Redis broker, SQLite with its ORM broker (the
 embedded default). Commits are durable (server defaults). Variants alternate
@@ -41,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import ensure_database, run_per_database, wait_until_idle  # noqa: E402
 
-VARIANTS = ("bare", "tracked", "tasks", "bulk", "batch", "batch-bulk")
+VARIANTS = ("bare", "tracked", "tasks", "bulk", "batch", "batch-bulk", "bulk-args")
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,7 +114,7 @@ def run_variant(variant: str, n: int) -> float:
     """Seconds to hand ``n`` jobs off, ``variant``'s way."""
     from django_q.tasks import async_task
 
-    from bench.tasks import Noop
+    from bench.tasks import Count, Noop
     from django_jobprogress.models import Batch
 
     started = time.perf_counter()
@@ -133,6 +135,8 @@ def run_variant(variant: str, n: int) -> float:
         with Batch.open("bench") as batch:
             for _ in range(n):
                 Noop.enqueue(batch=batch)
+    elif variant == "bulk-args":
+        Count.enqueue_many([(number,) for number in range(1, n + 1)])
     else:
         with Batch.open("bench") as batch:
             Noop.enqueue_many([()] * n, batch=batch)
@@ -192,7 +196,7 @@ def run_child(db: str, args: argparse.Namespace) -> None:
         ratios = [t / b for b, t in zip(rates["bare"], rates.get("tracked", []), strict=False)]
         if ratios:
             print("  per-round tracked/bare: " + "  ".join(f"{r:.2f}" for r in ratios))
-    for variant in ("bulk", "batch-bulk"):
+    for variant in ("bulk", "batch-bulk", "bulk-args"):
         if variant in median:
             print(f"  {args.jobs} jobs by {variant}: {args.jobs / median[variant]:.3f} s (median)")
     reset(args)

@@ -1,10 +1,11 @@
 """``enqueue_many``: many jobs of one task in a few statements, all or nothing."""
 
 import datetime
+import uuid
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from django_jobprogress import Call
 from django_jobprogress.adapters import get_queue_adapter
@@ -43,6 +44,43 @@ def test_each_call_gets_its_own_row_in_order_handed_off_after_commit(memory_queu
     }
     assert memory_queue.run_pending() == 6
     assert [JobRecord.objects.get(pk=r.pk).result for r in records] == [11, 22, 33, 44, 55, 66]
+
+
+def _values(record):
+    return {f.attname: getattr(record, f.attname) for f in JobRecord._meta.concrete_fields}
+
+
+def test_the_records_returned_are_the_rows_as_saved(memory_queue, make_user):
+    records = jobs.add.enqueue_many([(1, 2), Call(3, b=4, key="k"), ()], owner=make_user())
+    assert [_values(r) for r in records] == [
+        _values(JobRecord.objects.get(pk=r.pk)) for r in records
+    ]
+    first, second, _third = records
+    first.fields["note"] = "mine"  # each record has its own values, not shared ones
+    assert second.fields == {}
+    first.stage = "edited"
+    first.save()  # an UPDATE of the saved row, not a second INSERT
+    assert JobRecord.objects.get(pk=first.pk).stage == "edited"
+    assert JobRecord.objects.count() == 3
+
+
+def test_post_init_receivers_see_each_record_returned(memory_queue):
+    from django.db.models.signals import post_init
+
+    seen = []
+
+    def note(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(note, sender=JobRecord)
+    try:
+        records = jobs.add.enqueue_many([(1, 2), (3, 4)])
+    finally:
+        post_init.disconnect(note, sender=JobRecord)
+    assert all(any(r is s for s in seen) for r in records)
+    assert [_values(r) for r in records] == [
+        _values(JobRecord.objects.get(pk=r.pk)) for r in records
+    ]
 
 
 def test_a_class_task_enqueues_in_bulk_too(memory_queue):
@@ -147,6 +185,26 @@ def test_members_in_bulk_are_counted_once_and_the_batch_completes(memory_queue):
     assert [c.status for c in callbacks] == [Status.COMPLETED]
 
 
+def test_a_failed_insert_writes_and_hands_off_nothing(memory_queue, monkeypatch):
+    """Two rows of the second chunk get one id. On PostgreSQL the keyless chunks'
+    INSERTs are sent without waiting, so the error comes after the last: still none of
+    the rows is written and nothing reaches the queue."""
+    real, twin, made = uuid.uuid4, uuid.uuid4(), []
+
+    def new_id():
+        made.append(None)
+        return twin if len(made) in (7, 8) else real()
+
+    monkeypatch.setattr("django_jobprogress.models.jobs.uuid.uuid4", new_id)
+    with pytest.raises(IntegrityError):
+        jobs.add.enqueue_many([(n, 1) for n in range(12)], chunk_size=5)
+    monkeypatch.undo()
+    assert not JobRecord.objects.exists()
+    assert memory_queue.queued == []
+    [record] = jobs.add.enqueue_many([(1, 1)])  # the connection is usable again
+    assert memory_queue.queued == [str(record.pk)]
+
+
 def test_a_sealed_batch_takes_no_bulk_members(memory_queue):
     with Batch.open("closed") as batch:
         pass
@@ -176,6 +234,7 @@ def django_q2(settings):
 
 
 def test_the_orm_broker_gets_every_job_on_commit_and_nothing_on_rollback(django_q2):
+    from django_q.brokers import get_broker
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
@@ -192,6 +251,12 @@ def test_the_orm_broker_gets_every_job_on_commit_and_nothing_on_rollback(django_
         ("django_jobprogress.execution.run_job", True, False)
     }
     assert {q.key for q in OrmQ.objects.all()} == {django_settings.Q_CLUSTER["name"]}
+    broker = get_broker()  # what a cluster's ORM broker sees: 20 messages to take now
+    assert broker.queue_size() == 20
+    taken = broker.dequeue()
+    assert taken and {SignedPackage.loads(payload)["args"] for _id, payload in taken} <= {
+        (str(r.pk),) for r in records
+    }
 
 
 @pytest.mark.services

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from django_jobprogress.models.sql import (
     claim_returning,
     guarded_update,
     insert_many,
+    pipelined,
     update_if_and_insert,
 )
 from django_jobprogress.models.stats import JobEnd, count_end, end_row
@@ -147,16 +149,25 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
                 first_call[key] = position
             records.append(None)
             new.append((position, {"id": uuid.uuid4(), "args": args, "kwargs": kwargs, "key": key}))
-        template = self.model(**shared)
+        # A column empty in every new row (no arguments, no key) is written once, not per row.
+        empty: dict[str, Any] = {"args": [], "kwargs": {}, "key": None}
+        empty = {name: e for name, e in empty.items() if all(own[name] == e for _p, own in new)}
+        for _position, own in new:
+            for name in empty:
+                del own[name]
+        template = self.model(**shared, **empty)
         created: list[JobRecord] = []
         with transaction.atomic(using=self.db):
-            for start in range(0, len(new), chunk_size):
-                chunk = new[start : start + chunk_size]
-                saved = self._insert_chunk(template, [own for _p, own in chunk], on_conflict)
-                for (position, _own), (record, is_new) in zip(chunk, saved, strict=True):
-                    records[position - 1] = record
-                    if is_new:
-                        created.append(record)
+            # Without keys no INSERT can conflict, so none is waited for (PostgreSQL: the
+            # next chunk is prepared while the last runs; any error is raised here).
+            with nullcontext() if first_call else pipelined(self.db):
+                for start in range(0, len(new), chunk_size):
+                    chunk = new[start : start + chunk_size]
+                    saved = self._insert_chunk(template, [own for _p, own in chunk], on_conflict)
+                    for (position, _own), (record, is_new) in zip(chunk, saved, strict=True):
+                        records[position - 1] = record
+                        if is_new:
+                            created.append(record)
             if created and batch is not None:
                 batch.count_new_members(len(created))
         for position, first in twins:
@@ -178,12 +189,13 @@ class JobManager(_JobManagerBase):  # type: ignore[type-arg]
         """One statement for ``rows``; if a key was taken meanwhile (another process
         enqueued it), these rows go one by one instead, each following ``on_conflict``.
         Returns (record, whether new) per row."""
+        if not any(row.get("key") for row in rows):  # nothing to fall back on: no savepoint
+            return [(record, True) for record in insert_many(template, self.db, rows)]
         try:
             with transaction.atomic(using=self.db):
                 return [(record, True) for record in insert_many(template, self.db, rows)]
         except IntegrityError:
-            if not any(row["key"] for row in rows):
-                raise
+            pass
         # By attname: the batch is its id here, so these inserts leave the counting to
         # the caller, which counts every new member at once.
         names = [field.attname for field in self.model._meta.concrete_fields]
@@ -355,7 +367,12 @@ class JobRecord(SignedAccess, models.Model):
             models.Index(fields=["status", "-created_at"], name="jobprogress_status_created"),
             models.Index(fields=["task_name", "-created_at"], name="jobprogress_task_created"),
             models.Index(fields=["status", "finished_at"], name="jobprogress_status_finished"),
-            models.Index(fields=["batch", "status"], name="jobprogress_batch_members"),
+            # Only batch members: a job outside a batch costs this index nothing.
+            models.Index(
+                fields=["batch", "status"],
+                condition=Q(batch__isnull=False),
+                name="jobprogress_batch_members",
+            ),
             # The admin changelist: its default order (created_at, then the primary key
             # Django adds), its queue filter, its key search and a job's retries. These
             # columns are written once, with the job, so heartbeats stay HOT.

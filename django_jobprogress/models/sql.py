@@ -12,14 +12,20 @@ supported; elsewhere the claim raises ``NotSupportedError``.
 
 from __future__ import annotations
 
+import copy
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
 from django.db import NotSupportedError, connections
 from django.db.models import Field, Model, Q
+from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.query_utils import DeferredAttribute
+from django.db.models.signals import post_init, pre_init
 
 M = TypeVar("M", bound=Model)
 if TYPE_CHECKING:
@@ -337,9 +343,9 @@ def _naive_utc(value: Any) -> Any:
 
 
 def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
-    """INSERT one row per dict of ``rows`` (all with the same keys): the values of
-    ``template`` (an unsaved instance: shared fields and defaults), with each dict's
-    fields on top; return the saved instances, in order.
+    """INSERT one row per dict of ``rows`` (all with the same keys, attnames): the
+    values of ``template`` (an unsaved instance: shared fields and defaults), with
+    each dict's fields on top; return the saved instances, in order.
 
     The shared values are prepared once and only each row's own fields per row (a
     fraction of ``bulk_create``'s work, which prepares every field of every row).
@@ -348,20 +354,17 @@ def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
     one prepared statement executed per row (``executemany``).
     """
     model = type(template)
+    if not rows:
+        return []
     connection: Any = connections[using]
     fields = _fields(model, tuple(f.name for f in model._meta.concrete_fields))
     names = [field.attname for field in fields]
-    own = [names.index(name) for name in rows[0]] if rows else []
+    own = [names.index(name) for name in rows[0]]
     base = [getattr(template, name) for name in names]
-    instances, own_params = [], []
-    for row in rows:
-        values = list(base)
-        for index, value in zip(own, row.values(), strict=True):
-            values[index] = value
-            own_params.append(fields[index].get_db_prep_save(value, connection))
-        instances.append(model.from_db(using, names, values))
-    if not rows:
-        return instances
+    own_params = [
+        [fields[index].get_db_prep_save(row[name], connection) for row in rows]
+        for index, name in zip(own, rows[0], strict=True)
+    ]
     prepared = [
         field.get_db_prep_save(value, connection) for field, value in zip(fields, base, strict=True)
     ]
@@ -371,29 +374,110 @@ def insert_many(template: M, using: str, rows: list[dict[str, Any]]) -> list[M]:
         if connection.vendor == "postgresql":
             # One array per own column, unnested into rows: a handful of parameters
             # however many rows (the arrays' element types spelled out).
-            width = len(own)
-            arrays = [own_params[n::width] for n in range(width)]
             unnested = ", ".join(f"%s::{fields[i].db_type(connection)}[]" for i in own)
             picked = ", ".join(
                 f"v.c{own.index(i)}" if i in own else "%s" for i in range(len(fields))
             )
-            aliases = ", ".join(f"c{n}" for n in range(width))
+            aliases = ", ".join(f"c{n}" for n in range(len(own)))
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) SELECT {picked} "
                 f"FROM unnest({unnested}) AS v({aliases})",
-                [value for i, value in enumerate(prepared) if i not in own] + arrays,
+                [value for i, value in enumerate(prepared) if i not in own] + own_params,
             )
         else:
-            width = len(own)
             params = []
-            for start in range(0, len(own_params), width):
+            for row_values in zip(*own_params, strict=True):
                 row_params = list(prepared)
-                for index, value in zip(own, own_params[start : start + width], strict=True):
+                for index, value in zip(own, row_values, strict=True):
                     row_params[index] = value
                 params.append(row_params)
             placeholders = ", ".join(["%s"] * len(fields))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", params)
+    return _saved_instances(model, using, names, base, rows)
+
+
+@contextmanager
+def pipelined(using: str) -> Iterator[None]:
+    """Send the block's statements without waiting for each one's result (psycopg 3's
+    pipeline mode), so the client prepares the next INSERT while PostgreSQL runs the
+    last; a failed statement raises (as Django's error) when the block ends, still
+    inside the caller's transaction. Elsewhere a plain block.
+
+    Only for statements whose results (rows, ``rowcount``) nobody reads.
+    """
+    connection: Any = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    pipeline = getattr(connection.connection, "pipeline", None)  # psycopg 3, not psycopg2
+    if pipeline is None or not _pipeline_supported():
+        yield
+        return
+    with connection.wrap_database_errors, pipeline():
+        yield
+
+
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return bool(psycopg.Pipeline.is_supported())
+
+
+def _saved_instances(
+    model: type[M], using: str, names: list[str], base: list[Any], rows: list[dict[str, Any]]
+) -> list[M]:
+    """What ``model.from_db`` gives for each row (``base`` with the row on top), each
+    with its own copy of a shared list or dict value.
+
+    Without ``Model.__init__`` (most of ``from_db``'s time at 40 fields) when that
+    makes no difference: the model keeps Django's ``__init__`` and ``from_db``, its
+    fields Django's descriptors, and nothing listens to ``pre_init``/``post_init``.
+    """
+    mutable = [
+        (name, value)
+        for name, value in zip(names, base, strict=True)
+        if isinstance(value, list | dict)
+    ]
+    if not _plain_init(model) or pre_init.has_listeners(model) or post_init.has_listeners(model):
+        instances = []
+        for row in rows:
+            values = dict(zip(names, base, strict=True))
+            values.update((name, _copied(value)) for name, value in mutable)
+            values.update(row)
+            instances.append(model.from_db(using, names, list(values.values())))
+        return instances
+    shared = dict(zip(names, base, strict=True))
+    instances = []
+    for row in rows:
+        instance = model.__new__(model)
+        state = ModelState()
+        state.adding, state.db = False, using
+        values = instance.__dict__
+        values["_state"] = state
+        values.update(shared)
+        for name, value in mutable:
+            values[name] = _copied(value)
+        values.update(row)
+        instances.append(instance)
     return instances
+
+
+def _plain_init(model: type[Model]) -> bool:
+    """Would ``model.from_db`` only set each field's attname in ``__dict__``?"""
+    plain = (DeferredAttribute, ForeignKeyDeferredAttribute)
+    return (
+        model.__init__ is Model.__init__
+        and getattr(model.from_db, "__func__", None) is getattr(Model.from_db, "__func__", 0)
+        and all(
+            type(model.__dict__.get(f.attname, getattr(model, f.attname, None))) in plain
+            for f in model._meta.concrete_fields
+        )
+    )
+
+
+def _copied(value: Any) -> Any:
+    return copy.deepcopy(value) if value else type(value)()
 
 
 def _build_insert(

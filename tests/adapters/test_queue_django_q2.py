@@ -206,3 +206,64 @@ def test_each_worker_process_joins_the_sweep_but_sync_mode_does_not(django_q2, m
     monkeypatch.setattr(Conf, "SYNC", False)
     post_spawn.send(sender="django_q", proc_name="Process-1")
     assert started == [True]
+
+
+# -- packing many messages (enqueue_many) ------------------------------------------------
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch):
+    """One second for every signature: django-q2 signs with a timestamp."""
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_764_614_400.25)
+
+
+def _records(n, **fields):
+    return [JobRecord(task_name="tests.jobs.add", **fields) for _ in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "timeout"), [({}, None), ({"queue": "mail"}, 30), ({"queue": "x" * 100}, None)]
+)
+def test_bulk_packages_are_byte_for_byte_django_q2s(django_q2, frozen_clock, fields, timeout):
+    from django_jobprogress.adapters.queue_django_q2 import _packages
+    from django_jobprogress.options import TaskOptions
+
+    records = _records(5, **fields)
+    packages = _packages(records, TaskOptions(timeout=timeout))
+    tasks = [SignedPackage.loads(package) for package in packages]  # django-q2 reads them
+    assert [task["args"] for task in tasks] == [(str(r.pk),) for r in records]
+    assert [SignedPackage.dumps(task) for task in tasks] == packages
+    assert {(t.get("cluster"), t.get("timeout")) for t in tasks} == {(fields.get("queue"), timeout)}
+
+
+def test_the_bulk_signer_signs_compressed_messages_as_django_q2_does(frozen_clock, monkeypatch):
+    from django_jobprogress.adapters.queue_django_q2 import _BulkSigner
+
+    task = {"id": "0" * 32, "name": "add:" + "7" * 36, "args": ("a" * 200,), "kwargs": {}}
+    assert _BulkSigner().dumps(task) == SignedPackage.dumps(task, compressed=False)
+    monkeypatch.setattr(Conf, "COMPRESSED", True)
+    compressed = _BulkSigner().dumps(task)
+    assert compressed.startswith(".")  # zlib made it shorter, so it was compressed
+    assert compressed == SignedPackage.dumps(task, compressed=True)
+    assert SignedPackage.loads(compressed) == task
+
+
+def test_bulk_packages_follow_django_q2_when_its_format_differs(
+    django_q2, frozen_clock, monkeypatch
+):
+    """Another way of signing in django-q2 (here: pickle protocol 4) is seen on the
+    first message, and then every message is django-q2's own."""
+    import pickle
+
+    from django_q.signing import PickleSerializer
+
+    from django_jobprogress.adapters.queue_django_q2 import _BulkSigner, _packages
+    from django_jobprogress.options import TaskOptions
+
+    monkeypatch.setattr(PickleSerializer, "dumps", staticmethod(lambda o: pickle.dumps(o, 4)))
+    packages = _packages(_records(4), TaskOptions())
+    tasks = [SignedPackage.loads(p) for p in packages]
+    assert [SignedPackage.dumps(task) for task in tasks] == packages
+    assert _BulkSigner().dumps(tasks[0]) != packages[0]  # its own would not have done
