@@ -27,6 +27,7 @@ from django_jobprogress.models.sql import (
     guarded_update,
     insert_many,
     pipelined,
+    plain_values,
     update_if_and_insert,
 )
 from django_jobprogress.models.stats import JobEnd, count_end, end_row
@@ -524,8 +525,8 @@ class JobRecord(SignedAccess, models.Model):
         """Can the end's UPDATE write its ``JobEnd`` row too (a data-modifying
         ``WITH``)? On PostgreSQL, when the guard is the status alone and the values
         plain; elsewhere the count is a second statement."""
-        plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
-        return connections[db].vendor == "postgresql" and set(guard) == {"status_in"} and plain
+        vendor = connections[db].vendor
+        return vendor == "postgresql" and set(guard) == {"status_in"} and plain_values(changes)
 
     def _end_counted(
         self, db: str, status: str, changes: dict[str, Any], guard: Guard, now: datetime

@@ -98,6 +98,12 @@ def update_if(
         return bool(cursor.rowcount == 1)
 
 
+def plain_values(values: dict[str, Any]) -> bool:
+    """No expression (``F()``, ``Now()``...) among ``values``: the hand-written
+    statements can take them."""
+    return not any(hasattr(value, "resolve_expression") for value in values.values())
+
+
 def guarded_update(
     obj: Model,
     changes: dict[str, Any],
@@ -113,8 +119,7 @@ def guarded_update(
     """
     using = obj._state.db or "default"
     model = type(obj)
-    plain = not any(hasattr(value, "resolve_expression") for value in changes.values())
-    if where is None and status_in is not None and plain:
+    if where is None and status_in is not None and plain_values(changes):
         won = update_if(model, using, obj.pk, status_in, changes)
     else:
         rows = model._base_manager.using(using).filter(pk=obj.pk)
@@ -244,21 +249,17 @@ def _build_upsert_add(
     added: tuple[str, ...],
     source: str | None = None,
 ) -> tuple[str, tuple[AnyField, ...]]:
-    """The upsert's SQL and fields. ``source`` replaces ``VALUES (%s, ...)`` as the
-    row to insert (``update_if_and_add``'s ``SELECT ... FROM ended``)."""
+    """The upsert's SQL and fields: ``_build_insert`` (``source`` as its rows) that
+    adds ``added`` to the row of ``keys`` when there is one."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
-    fields = _fields(model, keys + added)
-    columns = ", ".join(qn(field.column) for field in fields)
+    insert, fields = _build_insert(model, connection, keys + added, source)
     conflict = ", ".join(qn(field.column) for field in fields[: len(keys)])
     sums = ", ".join(
         f"{qn(field.column)} = {table}.{qn(field.column)} + excluded.{qn(field.column)}"
         for field in fields[len(keys) :]
     )
-    if source is None:
-        source = f"VALUES ({', '.join(['%s'] * len(fields))})"
-    sql = f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({conflict}) DO UPDATE SET {sums}"
-    return sql, fields
+    return f"{insert} ON CONFLICT ({conflict}) DO UPDATE SET {sums}", fields
 
 
 def upsert_add(
@@ -593,9 +594,8 @@ def fold_into(
         lambda: _build_fold(source, target, connection, outcomes),
     )
     with connection.cursor() as cursor:
-        if delete is None:
-            cursor.execute(fold, [limit, *outcomes])
-            return int(cursor.fetchone()[0])
         cursor.execute(fold, [limit, *outcomes])
+        if delete is None:  # PostgreSQL: the one statement deleted them and counts them
+            return int(cursor.fetchone()[0])
         cursor.execute(delete, [limit])
         return int(cursor.rowcount)
