@@ -518,14 +518,24 @@ def fill_rollup() -> None:
     moments.append(connection.ops.adapt_datetimefield_value(shards_before))
     with connection.cursor() as cursor:
         cursor.execute(sql, moments)
+    # Every seeded end is counted: the sweep's next count starts after the last one.
+    from datetime import timedelta
+
+    from django.db.models import Max
+
+    from django_jobprogress.models import EndsCounted
+
+    last = JobRecord.objects.aggregate(last=Max("finished_at"))["last"] or now
+    before = max(now, last + timedelta(microseconds=1))
+    EndsCounted.objects.update_or_create(pk=1, defaults={"before": before})
 
 
 def empty_tables() -> None:
     from django.db import connection
 
-    from django_jobprogress.models import Batch, JobMinute, JobRecord
+    from django_jobprogress.models import Batch, EndsCounted, JobMinute, JobRecord
 
-    tables = [m._meta.db_table for m in (JobRecord, Batch, JobMinute)]
+    tables = [m._meta.db_table for m in (JobRecord, Batch, JobMinute, EndsCounted)]
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             for table in tables:

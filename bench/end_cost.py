@@ -1,4 +1,5 @@
-"""What one job's end costs, with and without the dashboard's count (its ``JobEnd`` row).
+"""What one job's end costs, with and without the dashboard's count (its stamp by the
+database's clock; the sweep's count of it is not timed here).
 
 Run from the repository root::
 
@@ -9,8 +10,8 @@ Run from the repository root::
 Each round creates and claims N jobs (not timed), then ends them one by one with
 ``complete()`` in this process, timing the ends: wall time, this process's CPU
 the PostgreSQL backend's CPU (read from ``/proc``) and the WAL written. Rounds alternate
-"counted" (the product as shipped) and "uncounted" (the end's write without the
-``JobEnd`` row, as ``throughput.py --uncounted`` runs it), and the summary gives
+"counted" (the product as shipped) and "uncounted" (the end's write with the
+worker's clock, as ``throughput.py --uncounted`` runs it), and the summary gives
 the medians and the difference. Nothing is asserted: it prints figures.
 """
 
@@ -54,19 +55,20 @@ def backend_cpu(pid: int) -> float:
 
 def one_round(n: int, counted: bool) -> dict[str, float]:
     from django.db import connection
+    from django.db.models import Sum
 
     from bench.tasks import Noop, uncount_ends
-    from django_jobprogress.models import JobEnd, JobMinute, JobRecord
-    from django_jobprogress.models import jobs as jobs_module
+    from django_jobprogress.models import EndsCounted, JobMinute, JobRecord
+    from django_jobprogress.models import stats as stats_module
 
     with connection.cursor() as cursor:
-        tables = (JobRecord, JobEnd, JobMinute)
+        tables = (JobRecord, EndsCounted, JobMinute)
         cursor.execute("TRUNCATE " + ", ".join(m._meta.db_table for m in tables))
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     records = Noop.enqueue_many([()] * n)
     claimed = [JobRecord.objects.claim(r.pk, host="bench", pid=os.getpid()) for r in records]
-    shipped = JobRecord._end_counted, jobs_module.count_end
+    shipped = JobRecord._stamp_end, stats_module.count_ends
     if not counted:
         uncount_ends()
     try:
@@ -78,16 +80,38 @@ def one_round(n: int, counted: bool) -> dict[str, float]:
         server = backend_cpu(pid) - server
         wal = wal_position() - wal
     finally:
-        JobRecord._end_counted, jobs_module.count_end = shipped
-    rows = JobEnd.objects.count()
-    if rows != (n if counted else 0):
-        raise RuntimeError(f"expected {n if counted else 0} JobEnd rows, found {rows}")
-    return {
+        JobRecord._stamp_end, stats_module.count_ends = shipped
+    ended = JobRecord.objects.filter(status=JobRecord.Status.COMPLETED).count()
+    if ended != n:
+        raise RuntimeError(f"expected {n} completed jobs, found {ended}")
+    figures = {
         "wall": wall / n * 1e6,
         "client": cpu / n * 1e6,
         "backend": server / n * 1e6,
         "wal": wal / n,
     }
+    if counted:  # the sweep's count of these ends, as its passes would make it
+        wall, cpu, server = time.perf_counter(), time.process_time(), backend_cpu(pid)
+        passes = count_all(stats_module)
+        figures["count_wall"] = (time.perf_counter() - wall) / n * 1e6
+        figures["count_client"] = (time.process_time() - cpu) / n * 1e6
+        figures["count_backend"] = (backend_cpu(pid) - server) / n * 1e6
+        counts = JobMinute.objects.aggregate(n=Sum("completed"))["n"]
+        if counts != n:
+            raise RuntimeError(f"expected {n} ends counted, found {counts} ({passes} passes)")
+    return figures
+
+
+def count_all(stats_module) -> int:
+    """Count passes until every end so far is counted (two on PostgreSQL); how many."""
+    from django_jobprogress.models.sql import database_now
+
+    now = database_now("default")
+    for passes in range(1, 11):
+        stats_module.count_ends()
+        if (stats_module.counted_before() or now) > now:
+            return passes
+    raise RuntimeError("the ends were not counted in 10 passes")
 
 
 def wal_position() -> int:
@@ -134,10 +158,15 @@ def main() -> int:
             f"    {label:>9}: wall {m['wall']:7.1f}  client CPU {m['client']:6.1f}"
             f"  backend CPU {m['backend']:6.1f}  WAL {m['wal']:6.0f} bytes"
         )
-    diff = {k: med[True][k] - med[False][k] for k in med[True]}
+    diff = {k: med[True][k] - med[False][k] for k in KEYS}
     print(
-        f"    the count adds: wall {diff['wall']:+.1f}  client CPU {diff['client']:+.1f}"
+        f"    the stamp adds: wall {diff['wall']:+.1f}  client CPU {diff['client']:+.1f}"
         f"  backend CPU {diff['backend']:+.1f}  WAL {diff['wal']:+.0f} bytes"
+    )
+    counts = {k: statistics.median(r[f"count_{k}"] for r in results[True]) for k in KEYS[:3]}
+    print(
+        f"    the sweep's count, per end: wall {counts['wall']:.1f}  client CPU "
+        f"{counts['client']:.1f}  backend CPU {counts['backend']:.1f}"
     )
     return 0
 

@@ -3,9 +3,11 @@
 import os
 from time import perf_counter, sleep
 
+from django.utils import timezone
+
 from django_jobprogress import JobProgressMixin
 from django_jobprogress.models import JobRecord
-from django_jobprogress.models import jobs as jobs_module
+from django_jobprogress.models import stats as stats_module
 
 try:  # Django's own task framework (Django >= 6.0), else its backport, else none
     from django.tasks import task
@@ -16,16 +18,18 @@ except ImportError:
         task = None
 
 
-def _end_without_count(self, db, status, changes, guard, now):
-    """A job's end without the row that counts it for the dashboard (``JobEnd``): the
-    end as it was before the dashboard's count."""
+def _end_without_count(self, changes, guard):
+    """A job's end as it was before the dashboard's count: ``finished_at`` from the
+    worker's clock, in the plain guarded UPDATE."""
+    changes["finished_at"] = timezone.now()
     return self._set(changes, **guard)
 
 
 def uncount_ends():
-    """Leave the dashboard's count out of every job's end, in this process."""
-    JobRecord._end_counted = _end_without_count
-    jobs_module.count_end = lambda *args, **kwargs: None
+    """Leave the dashboard's count out, in this process: the end's stamp by the
+    database's clock, and the sweep's count of the ends."""
+    JobRecord._stamp_end = _end_without_count
+    stats_module.count_ends = lambda *args, **kwargs: 0
 
 
 if os.environ.get("BENCH_COUNT_ENDS") == "0":  # throughput.py --uncounted, in the cluster

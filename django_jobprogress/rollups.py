@@ -4,7 +4,8 @@ bin of a range, and each task's runs with its run-time histogram.
 Both read only the range's rows, through the unique index that starts with the
 minute, and add them up in the database, bins included: a 7-day chart returns one
 row per bin (168), not one per minute (10,080). Each adds the ends the sweep has
-not folded yet (``JobEnd``: the last seconds' worth), so what it shows is current.
+not counted yet (jobs that ended after ``EndsCounted.before``, the last seconds'
+worth, on the jobs' (status, finished_at) index), so what it shows is current.
 """
 
 from __future__ import annotations
@@ -13,16 +14,30 @@ import calendar
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Count, DateTimeField, Func, IntegerField, Q, QuerySet, Sum
+from django.db.models import (
+    Count,
+    DateTimeField,
+    FloatField,
+    Func,
+    IntegerField,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce, Greatest
 from django.db.models.sql.compiler import SQLCompiler
 
-from django_jobprogress.models import JobEnd, JobMinute
-from django_jobprogress.models.stats import OUTCOMES
+from django_jobprogress.models import EndsCounted, JobMinute, JobRecord
+from django_jobprogress.models.sql import bucket_sql, run_seconds_sql
+from django_jobprogress.models.stats import LIMITS, OUTCOMES
 
 Params = tuple[Any, ...]
 
@@ -84,29 +99,86 @@ class BinNumber(_Bin):
         return sql, (*params, epoch)
 
 
+class RunSeconds(Func):
+    """A job's run time in seconds (``models.sql.run_seconds_sql``)."""
+
+    output_field = FloatField()
+
+    def __init__(self) -> None:
+        super().__init__("finished_at", "started_at")
+
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra: Any,
+    ) -> tuple[str, Params]:
+        finished, started = (compiler.compile(e)[0] for e in self.source_expressions)
+        return run_seconds_sql(connection, finished, started), ()
+
+
+class RunBucket(Func):
+    """A job's run-time bucket (``models.stats.bucket_of``, computed by the database)."""
+
+    output_field = IntegerField()
+
+    def __init__(self) -> None:
+        super().__init__(RunSeconds())
+
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra: Any,
+    ) -> tuple[str, Params]:
+        seconds, params = compiler.compile(self.source_expressions[0])
+        return bucket_sql(seconds, LIMITS), params * (len(LIMITS) + 1)
+
+
+def _not_counted(start: datetime, end: datetime) -> QuerySet[JobRecord]:
+    """The jobs that ended in [start, end) and are not in the counts yet: one range
+    of the (status, finished_at) index, from the later of ``start`` and
+    ``EndsCounted.before``."""
+    earliest = datetime(1, 1, 2, tzinfo=UTC if settings.USE_TZ else None)
+    before = Subquery(EndsCounted.objects.filter(pk=1).values("before"))
+    since = Greatest(
+        Value(start, output_field=DateTimeField()),
+        Coalesce(before, Value(earliest, output_field=DateTimeField())),
+    )
+    return JobRecord.objects.filter(
+        status__in=OUTCOMES, finished_at__gte=since, finished_at__lt=end
+    )
+
+
 def _outcome_sums() -> dict[str, Sum]:
     return {outcome: Sum(outcome) for outcome in OUTCOMES}
 
 
 def _outcome_counts() -> dict[str, Count]:
-    return {outcome: Count("pk", filter=Q(outcome=outcome)) for outcome in OUTCOMES}
+    return {outcome: Count("pk", filter=Q(status=outcome)) for outcome in OUTCOMES}
 
 
 def finished_per_bin(start: datetime, bins: int, minutes: int) -> list[list[int]]:
     """``bins`` lists of (completed, failed, cancelled): the jobs finished in each
     ``minutes``-wide bin from ``start``. One GROUP BY bin of the counts, one of the
-    ends not yet folded."""
+    ends not yet counted."""
     width = timedelta(minutes=minutes)
     end = start + width * bins
     counted: QuerySet[Any] = JobMinute.objects.filter(minute__gte=start, minute__lt=end)
     sqlite = connections[counted.db].vendor == "sqlite"
     values = [[0] * len(OUTCOMES) for _bin in range(bins)]
-    for rows, totals in (
-        (counted, _outcome_sums()),
-        (JobEnd.objects.filter(minute__gte=start, minute__lt=end), _outcome_counts()),
+    for rows, column, totals in (
+        (counted, "minute", _outcome_sums()),
+        (_not_counted(start, end), "finished_at", _outcome_counts()),
     ):
         per_bin: Iterable[Mapping[str, Any]] = (
-            rows.annotate(bin=(BinNumber if sqlite else BinStart)("minute", start, minutes))
+            rows.annotate(bin=(BinNumber if sqlite else BinStart)(column, start, minutes))
             .values("bin")
             .annotate(**totals)
             .order_by()
@@ -142,18 +214,21 @@ class TaskRuns:
 
 def runs_per_task(start: datetime, end: datetime) -> list[TaskRuns]:
     """Each task that finished jobs in [start, end), busiest first. One GROUP BY
-    (task, bucket) of the counts, one of the ends not yet folded."""
+    (task, bucket) of the counts, one of the ends not yet counted."""
     tasks: dict[str, TaskRuns] = {}
-    for rows, totals in (
-        (JobMinute.objects.all(), _outcome_sums()),
-        (JobEnd.objects.all(), _outcome_counts()),
-    ):
-        per_bucket: Iterable[Mapping[str, Any]] = (
-            rows.filter(minute__gte=start, minute__lt=end)
-            .values("task_name", "bucket")
-            .annotate(**totals, seconds=Sum("seconds"))
-            .order_by()
-        )
+    counted = (
+        JobMinute.objects.filter(minute__gte=start, minute__lt=end)
+        .values("task_name", "bucket")
+        .annotate(**_outcome_sums(), seconds=Sum("seconds"))
+    )
+    not_counted = (
+        _not_counted(start, end)
+        .annotate(bucket=RunBucket())
+        .values("task_name", "bucket")
+        .annotate(**_outcome_counts(), seconds=Sum(RunSeconds()))
+    )
+    for rows in (counted, not_counted):
+        per_bucket: Iterable[Mapping[str, Any]] = rows.order_by()
         for row in per_bucket:
             task = tasks.setdefault(row["task_name"], TaskRuns(row["task_name"]))
             task.completed += row["completed"]

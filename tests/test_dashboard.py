@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_jobprogress import charts, dashboard, rollups
-from django_jobprogress.models import Batch, JobEnd, JobMinute, JobRecord
+from django_jobprogress.models import Batch, JobMinute, JobRecord
 from tests.factories import start
 
 pytestmark = pytest.mark.django_db
@@ -148,8 +148,8 @@ def test_every_user_text_is_escaped(client, staff):
 def test_the_range_selects_the_bins_and_the_finished_counts(client, staff):
     finished("completed")
     finished("failed", task="tests.jobs.earlier")  # its own row, moved 3 hours back
-    earlier = JobEnd.objects.filter(task_name="tests.jobs.earlier")  # not folded yet
-    assert earlier.update(minute=F("minute") - timedelta(hours=3)) == 1
+    earlier = JobRecord.objects.filter(task_name="tests.jobs.earlier")  # not counted yet
+    assert earlier.update(finished_at=F("finished_at") - timedelta(hours=3)) == 1
 
     bars = {}
     for key in ("1h", "6h", "24h", "7d"):

@@ -9,19 +9,19 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from django_jobprogress import scheduler
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
 from django_jobprogress.execution import run_job
-from django_jobprogress.models import JobEnd, JobMinute, JobRecord, Schedule
-from django_jobprogress.models.stats import fold_ends
+from django_jobprogress.models import JobMinute, JobRecord, Schedule
+from django_jobprogress.models.stats import count_ends, counted_before
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_finished, job_started
 from tests import jobs
-from tests.factories import start
+from tests.factories import count_every_end, start
 from tests.workers import require_postgres
 
 if connection.vendor != "postgresql":
@@ -250,7 +250,7 @@ def test_cancel_racing_claim_ends_in_one_consistent_state(memory_queue):
 # -- the dashboard's counts: sweepers folding while workers end jobs -----------------------
 
 
-def test_two_sweepers_folding_while_two_workers_end_jobs_count_every_end_once(memory_queue):
+def test_two_sweepers_counting_while_two_workers_end_jobs_count_every_end_once(memory_queue):
     per_worker = 150
     running = [_running_job() for _ in range(2 * per_worker)]
     workers_done = [threading.Event(), threading.Event()]
@@ -261,11 +261,11 @@ def test_two_sweepers_folding_while_two_workers_end_jobs_count_every_end_once(me
         done.set()
 
     def sweeper():
-        folded = 0
-        for _pass in range(10_000):  # until both workers are done
-            folded += fold_ends(chunk=20, chunks=2)
+        passes = 0
+        for passes in range(1, 10_001):  # until both workers are done
+            count_ends(spans=2)
             if all(done.is_set() for done in workers_done):
-                return folded
+                return passes
         raise AssertionError("the workers did not finish")
 
     outcomes = race(
@@ -276,13 +276,48 @@ def test_two_sweepers_folding_while_two_workers_end_jobs_count_every_end_once(me
     )
 
     assert [kind for kind, _ in outcomes] == ["ok"] * 4, outcomes
-    folded_by_sweepers = outcomes[2][1] + outcomes[3][1]
-    assert folded_by_sweepers + fold_ends() == 2 * per_worker  # each end moved once
-    assert not JobEnd.objects.exists()
+    counted_while_running = JobMinute.objects.aggregate(Sum("completed"), Sum("failed"))
+    assert sum(n or 0 for n in counted_while_running.values()) > 0  # they counted meanwhile
+    count_every_end()
     assert JobMinute.objects.aggregate(Sum("completed"), Sum("failed")) == {
         "completed__sum": per_worker,
         "failed__sum": per_worker,
     }
+
+
+def test_an_end_not_yet_committed_is_counted_once_it_commits_not_before_nor_twice(
+    memory_queue,
+):
+    earlier, record = _running_job(), _running_job()
+    assert earlier.complete()
+    count_ends()  # leaves a mark after the earlier end, before the slow one begins
+    ended, release = threading.Event(), threading.Event()
+
+    def slow_end():
+        with transaction.atomic():  # the end, then a slow commit
+            assert fresh(record).complete()
+            ended.set()
+            assert release.wait(10)
+        return fresh(record).finished_at
+
+    def sweeper():
+        assert ended.wait(10)
+        assert fresh(record).finished_at is None  # stamped, not committed
+        for _pass in range(5):
+            count_ends()
+        counted = JobMinute.objects.aggregate(n=Sum("completed"))["n"]
+        reached = counted_before()
+        release.set()
+        return counted, reached
+
+    (kind_end, finished_at), (kind_sweep, swept) = race(slow_end, sweeper)
+    assert (kind_end, kind_sweep) == ("ok", "ok"), (finished_at, swept)
+    counted, reached = swept
+    assert counted == 1  # the earlier end, counted meanwhile
+    assert fresh(earlier).finished_at < reached <= finished_at  # and not past the slow one
+    count_every_end()
+    count_every_end()
+    assert JobMinute.objects.aggregate(n=Sum("completed"))["n"] == 2
 
 
 # -- the recovery sweep: any number of sweepers, one outcome per job ------------------------

@@ -214,6 +214,7 @@ def test_an_enqueue_that_fails_leaves_the_slot_due(schedules, monkeypatch):
     assert scheduler.run_due(now).started == ["tick"]
 
 
+@pytest.mark.django_db(transaction=True)  # prune counts the ends, in transactions of its own
 def test_the_shipped_prune_task_runs_as_a_schedule(
     schedules, memory_queue, django_capture_on_commit_callbacks
 ):

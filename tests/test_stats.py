@@ -1,6 +1,6 @@
-"""The per-minute counts behind the dashboard: each job's end writes one row in its own
-transaction, which the sweep folds into its minute, task, outcome and run-time bucket;
-the dashboard's readers add the rows not yet folded; pruning keeps the counts."""
+"""The per-minute counts behind the dashboard: the sweep counts each job's end from the
+jobs table into its minute, task, outcome and run-time bucket, exactly once; the
+dashboard's readers add the ends not counted yet; pruning keeps the counts."""
 
 from datetime import timedelta
 
@@ -9,26 +9,30 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from django_jobprogress.models import JobEnd, JobMinute, JobRecord
+from django_jobprogress.models import JobMinute, JobRecord
 from django_jobprogress.models.stats import (
+    COUNT_SPAN,
     HOURLY,
     SHARDS,
     bucket_limit,
     bucket_of,
     compact,
-    fold_ends,
+    count_ends,
+    counted_before,
 )
+from django_jobprogress import pruning
 from django_jobprogress.pruning import prune
 from django_jobprogress.rollups import finished_per_bin, runs_per_task
-from tests.factories import start
+from tests.factories import count_every_end, start
 
-pytestmark = pytest.mark.django_db
+# Transactional: on PostgreSQL a count reads up to a mark left by a count in an
+# earlier transaction, as the sweep's passes do.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def counts(task="tests.jobs.add"):
-    """The task's folded counts, once every end written so far is folded."""
-    fold_ends()
-    assert not JobEnd.objects.exists()
+    """The task's counts, once every end so far is counted."""
+    count_every_end()
     return JobMinute.objects.filter(task_name=task).aggregate(
         completed=Sum("completed"), failed=Sum("failed"), cancelled=Sum("cancelled")
     )
@@ -44,67 +48,88 @@ def ended(outcome, task="tests.jobs.add", seconds=None):
     return record
 
 
-def test_an_end_writes_one_row_that_the_fold_moves_into_its_minute():
+def test_an_end_is_counted_into_its_minute_by_the_sweep_and_only_once():
     ended("completed")
     ended("completed")
-    ended("failed")
-    assert sorted(JobEnd.objects.values_list("outcome", flat=True)) == [
-        "completed",
-        "completed",
-        "failed",
-    ]
-    assert not JobMinute.objects.exists()  # nothing counted twice: the end is not a row yet
+    record = ended("failed")
+    assert not JobMinute.objects.exists()  # the end wrote nothing but its own row
 
-    assert fold_ends() == 3
-    assert fold_ends() == 0
-    assert not JobEnd.objects.exists()
+    count_every_end()
     row = JobMinute.objects.get()
     assert (row.shard, row.completed, row.failed, row.cancelled) == (0, 2, 1, 0)
+    assert row.minute == record.finished_at.replace(second=0, microsecond=0)
+    count_every_end()
+    count_ends()
+    assert JobMinute.objects.get() == row
+    assert (row.completed, row.failed) == (2, 1)
 
 
-def test_the_fold_adds_to_the_counts_already_in_its_minute():
+def test_the_end_is_stamped_by_the_database_and_the_record_holds_that_stamp():
+    before = timezone.now()
+    record = ended("completed")
+    stored = JobRecord.objects.get(pk=record.pk)
+    assert record.finished_at == stored.finished_at
+    assert (
+        before - timedelta(seconds=5) < stored.finished_at < timezone.now() + timedelta(seconds=5)
+    )
+
+
+def test_the_count_adds_to_the_counts_already_in_its_minute():
     record = ended("completed", seconds=0.5)
-    fold_ends()
+    count_every_end()
     ended("completed", seconds=0.5)
     ended("failed", seconds=0.5)
-    fold_ends()
+    count_every_end()
     row = JobMinute.objects.get()
     assert (row.completed, row.failed) == (2, 1)
     assert row.minute == record.finished_at.replace(second=0, microsecond=0)
     assert 1.5 <= row.seconds < 1.6
 
 
-def test_the_fold_goes_in_bounded_chunks_and_leaves_the_rest_for_the_next_pass():
-    for _ in range(7):
-        ended("completed")
-    assert fold_ends(chunk=3, chunks=2) == 6  # two transactions of three
-    assert JobEnd.objects.count() == 1
-    assert fold_ends(chunk=3) == 1
-    assert counts()["completed"] == 7
+def test_a_count_reads_bounded_spans_and_leaves_the_rest_for_the_next_pass():
+    now = timezone.now()
+    for minutes_ago in (50, 35, 20, 5):
+        record = ended("completed")
+        moved = now - timedelta(minutes=minutes_ago)
+        JobRecord.objects.filter(pk=record.pk).update(finished_at=moved)
+    first = now - timedelta(minutes=50)
+
+    read = [count_ends(spans=1) for _pass in range(3)]  # PostgreSQL's first only marks
+    assert sum(read) in (2, 3)
+    folded = JobMinute.objects.aggregate(n=Sum("completed"))["n"]
+    assert folded == sum(read)  # one span of COUNT_SPAN each, each from the next end
+    assert (
+        counted_before()
+        == [first, now - timedelta(minutes=35), now - timedelta(minutes=20)][sum(read) - 1]
+        + COUNT_SPAN
+    )
+    assert counts()["completed"] == 4
 
 
-def test_the_dashboard_readers_count_ends_not_yet_folded():
+def test_the_dashboard_readers_count_ends_not_yet_counted():
     now = timezone.now()
     start_at = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
     ended("completed", seconds=0.5)
     ended("failed", seconds=30)
-    fold_ends()
-    ended("completed", seconds=0.5)  # not folded yet
+    count_every_end()
+    ended("completed", seconds=0.5)  # not counted yet
 
     def shown():
         bins = finished_per_bin(start_at, 60, 1)
         tasks = runs_per_task(start_at, start_at + timedelta(hours=1))
         return [b for b in bins if any(b)], [
-            (t.name, t.completed, t.failed, t.histogram) for t in tasks
+            (t.name, t.completed, t.failed, t.histogram, round(t.seconds, 3)) for t in tasks
         ]
 
     before = shown()
     [task] = runs_per_task(start_at, start_at + timedelta(hours=1))
     assert (task.completed, task.failed, sum(task.histogram.values())) == (2, 1, 3)
     assert task.histogram[bucket_of(0.5)] == 2
+    assert task.histogram[bucket_of(30)] == 1
     assert sum(sum(b) for b in finished_per_bin(start_at, 60, 1)) == 3
-    assert fold_ends() == 1
-    assert shown() == before  # folding changes nothing the dashboard shows
+    count_every_end()
+    assert JobMinute.objects.aggregate(n=Sum("completed"))["n"] == 2
+    assert shown() == before  # counting changes nothing the dashboard shows
 
 
 def test_each_end_is_counted_once_by_outcome():
@@ -116,7 +141,6 @@ def test_each_end_is_counted_once_by_outcome():
     pending = JobRecord.objects.create(task_name="tests.jobs.add")
     assert pending.request_cancel()
 
-    assert JobEnd.objects.count() == 3
     assert counts() == {"completed": 1, "failed": 1, "cancelled": 1}
     minute = JobMinute.objects.filter(completed=1).get()
     done.refresh_from_db()
@@ -130,7 +154,7 @@ def test_run_time_lands_in_its_bucket_and_sums():
     JobRecord.objects.filter(pk=record.pk).update(started_at=timezone.now() - timedelta(seconds=3))
     record.refresh_from_db()
     record.complete()
-    fold_ends()
+    count_every_end()
     row = JobMinute.objects.get()
     assert bucket_limit(row.bucket - 1) < 3 <= bucket_limit(row.bucket)
     assert 3 <= row.seconds < 4
@@ -149,13 +173,28 @@ def test_an_end_rolled_back_is_not_counted():
     with pytest.raises(RuntimeError), transaction.atomic():
         record.complete()
         raise RuntimeError("the caller's transaction fails")
-    assert not JobEnd.objects.exists()
+    assert JobRecord.objects.get().status == JobRecord.Status.RUNNING
     assert counts() == {"completed": None, "failed": None, "cancelled": None}
+
+
+def test_prune_leaves_the_jobs_not_counted_yet(monkeypatch):
+    record = ended("completed")
+    # A count that cannot move yet (on PostgreSQL: a transaction older than its mark).
+    monkeypatch.setattr(pruning, "count_ends", lambda: 0)
+    report = prune(timezone.now() + timedelta(seconds=1))
+    assert report.jobs["completed"] == 0
+    assert JobRecord.objects.filter(pk=record.pk).exists()
+
+    monkeypatch.undo()
+    count_every_end()
+    assert prune(timezone.now() + timedelta(seconds=1)).jobs["completed"] == 1
+    assert counts()["completed"] == 1
 
 
 def test_counts_outlive_prune_jobs():
     record = start(JobRecord.objects.create(task_name="tests.jobs.add"))
     record.complete()
+    count_every_end()
     prune(timezone.now() + timedelta(seconds=1))
     assert not JobRecord.objects.exists()
     assert counts()["completed"] == 1

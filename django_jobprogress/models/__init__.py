@@ -5,14 +5,14 @@ from django_jobprogress.models.batches import Batch
 from django_jobprogress.models.dashboard import JobDashboard
 from django_jobprogress.models.jobs import TOKEN_SALT, WORKER_LOST, JobRecord
 from django_jobprogress.models.schedules import Schedule
-from django_jobprogress.models.stats import JobEnd, JobMinute
+from django_jobprogress.models.stats import EndsCounted, JobMinute
 
 __all__ = [
     "TOKEN_SALT",
     "WORKER_LOST",
     "Batch",
+    "EndsCounted",
     "JobDashboard",
-    "JobEnd",
     "JobMinute",
     "JobRecord",
     "Schedule",

@@ -27,10 +27,8 @@ from django_jobprogress.models.sql import (
     guarded_update,
     insert_many,
     pipelined,
-    plain_values,
-    update_if_and_insert,
+    update_stamped,
 )
-from django_jobprogress.models.stats import JobEnd, count_end, end_row
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import resolve_task
 from django_jobprogress.signals import job_finished, job_progress, job_started
@@ -495,50 +493,28 @@ class JobRecord(SignedAccess, models.Model):
         return self._set(changes, status_in=(self.Status.RUNNING,))
 
     def _write_end(self, status: str, changes: dict[str, Any], guard: Guard) -> bool:
-        now = timezone.now()
-        changes.update(status=status, finished_at=now, heartbeat_at=now)
+        """The end's UPDATE, its ``finished_at`` stamped by the database's clock (what
+        the dashboard's counts read, ``models.stats.count_ends``); with a batch
+        member's count in the same transaction."""
+        changes.update(status=status, heartbeat_at=timezone.now())
         db = self._state.db or "default"
-        one_statement = self._counted_in_one_statement(db, changes, guard)
-        if one_statement and self.batch_id is None:
-            # The end and its count are one statement, atomic by itself: no transaction
-            # of its own (no BEGIN and COMMIT to wait for), but inside a caller's, a
-            # savepoint, so that a refused write leaves it usable for the minimal end.
+        if self.batch_id is None:
+            # One statement, atomic by itself: no transaction of its own (no BEGIN and
+            # COMMIT to wait for), but inside a caller's, a savepoint, so that a refused
+            # write leaves it usable for the minimal end.
             if connections[db].in_atomic_block:
                 with transaction.atomic(using=db):
-                    return self._end_counted(db, status, changes, guard, now)
-            return self._end_counted(db, status, changes, guard, now)
-        # The end, its count and (for a member) its batch's count commit together.
+                    return self._stamp_end(changes, guard)
+            return self._stamp_end(changes, guard)
         with transaction.atomic(using=db):
-            if one_statement:
-                won = self._end_counted(db, status, changes, guard, now)
-            else:
-                won = self._set(changes, **guard)
-                if won:
-                    count_end(db, self.task_name, status, now, self.started_at)
-            if won and self.batch_id is not None:
+            won = self._stamp_end(changes, guard)
+            if won:
                 batches: Any = self._meta.get_field("batch").related_model
                 batches.objects.member_finished(self.batch_id, status)
         return won
 
-    @staticmethod
-    def _counted_in_one_statement(db: str, changes: dict[str, Any], guard: Guard) -> bool:
-        """Can the end's UPDATE write its ``JobEnd`` row too (a data-modifying
-        ``WITH``)? On PostgreSQL, when the guard is the status alone and the values
-        plain; elsewhere the count is a second statement."""
-        vendor = connections[db].vendor
-        return vendor == "postgresql" and set(guard) == {"status_in"} and plain_values(changes)
-
-    def _end_counted(
-        self, db: str, status: str, changes: dict[str, Any], guard: Guard, now: datetime
-    ) -> bool:
-        """The end's UPDATE with the row that counts it (``JobEnd``), in one statement."""
-        row = end_row(self.task_name, status, now, self.started_at)
-        statuses = guard["status_in"]
-        won = update_if_and_insert(type(self), db, self.pk, statuses, changes, JobEnd, row)
-        if won:
-            for name, value in changes.items():
-                setattr(self, name, value)
-        return won
+    def _stamp_end(self, changes: dict[str, Any], guard: Guard) -> bool:
+        return update_stamped(self, changes, "finished_at", **guard) is not None
 
     def _finish(self, status: str, guard: Guard, **changes: Any) -> bool:
         """The one way a job ends; a batch member's end is counted in the same

@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
+from django.conf import settings
 from django.db import NotSupportedError, connections
-from django.db.models import Field, Model, Q
+from django.db.models import DateTimeField, Field, Func, Model, Q, Value
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_init, pre_init
+from django.utils import timezone
 
 M = TypeVar("M", bound=Model)
 if TYPE_CHECKING:
@@ -493,109 +495,233 @@ def _build_insert(
     return f"INSERT INTO {qn(model._meta.db_table)} ({columns}) {source}", fields
 
 
-def insert_row(model: type[Model], connection: Any, row: dict[str, Any]) -> None:
-    """INSERT one row of ``row``'s fields (the others take their database defaults:
-    only for models whose other fields are generated, like an auto key)."""
-    shape = ("insert", model, tuple(row))
-    sql, fields = _once(connection, shape, lambda: _build_insert(model, connection, shape[2]))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, _prepare(fields, row, connection))
+# -- the database's clock, and the dashboard's count of ended jobs --------------------
 
 
-def update_if_and_insert(
-    model: type[Model],
-    using: str,
-    pk: Any,
-    statuses: Iterable[str],
-    values: dict[str, Any],
-    logged: type[Model],
-    row: dict[str, Any],
-) -> bool:
-    """``update_if``, and in the same statement, if the row changed, ``insert_row`` of
-    ``logged``: one round trip (PostgreSQL only: a data-modifying ``WITH``).
+def clock_sql(connection: Any) -> str | None:
+    """SQL for the time a job's end is stamped with, on backends we know, else None.
 
-    For the hot path of a job's end, which also writes the row that counts it;
-    ``row`` must hold plain values (no expressions, nothing a field must convert).
+    PostgreSQL: ``clock_timestamp()``, read only after the transaction has its id (a
+    ``CASE`` evaluates in order), so an end whose stamp is earlier than a moment ``T``
+    has an id lower than any transaction's that began writing after ``T`` (what
+    ``count_ended`` relies on). SQLite: the time read while the statement holds the
+    database's one write lock, in the text form Django stores.
     """
+    if connection.vendor == "postgresql":
+        return "CASE WHEN pg_current_xact_id() IS NOT NULL THEN clock_timestamp() END"
+    if connection.vendor == "sqlite":
+        # Six digits of fraction, as Django writes a datetime, so that the stored text
+        # compares with Django's parameters as the times do.
+        zone = "" if settings.USE_TZ else ", 'localtime'"
+        return f"(strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now'{zone}) || '000')"
+    return None
+
+
+def database_now(using: str) -> datetime:
+    """The database's clock now (PostgreSQL: without giving the transaction an id);
+    the caller's clock on other backends."""
     connection: Any = connections[using]
-    statuses = tuple(statuses)
-    shape = ("update_insert", model, tuple(values), len(statuses), logged, tuple(row))
-
-    def build() -> tuple[str, tuple[AnyField, ...], tuple[AnyField, ...]]:
-        update, fields = _build_update(model, connection, shape[2], len(statuses))
-        row_fields = _fields(logged, shape[5])
-        # The parameter types are spelled out: a SELECT's values are not typed by a column.
-        selected = ", ".join(f"%s::{f.db_type(connection)}" for f in row_fields)
-        insert, _same = _build_insert(
-            logged, connection, shape[5], source=f"SELECT {selected} FROM ended"
-        )
-        return f"WITH ended AS ({update} RETURNING 1) {insert}", fields, row_fields
-
-    sql, fields, row_fields = _once(connection, shape, build)
-    params = _prepare(fields, values, connection)
-    params.append(model._meta.pk.get_db_prep_value(pk, connection))
-    params.extend(statuses)
-    # The logged row's values are plain (a datetime of the right kind, text, numbers)
-    # that psycopg adapts as they are; Django's preparing would return them unchanged,
-    # for 28 µs of the worker's CPU per end (bench/end_cost.py's machine).
-    params.extend(row[field.name] for field in row_fields)
+    if connection.vendor == "postgresql":
+        sql = "SELECT clock_timestamp()"
+    elif connection.vendor == "sqlite":
+        sql = f"SELECT {clock_sql(connection)}"
+    else:
+        return timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return bool(cursor.rowcount == 1)
-
-
-_FOLD_KEYS = ("minute", "task_name", "bucket")
-
-
-def _build_fold(
-    source: type[Model], target: type[Model], connection: Any, outcomes: tuple[str, ...]
-) -> tuple[str, str | None]:
-    """The fold's statements: PostgreSQL one (a ``DELETE ... RETURNING`` feeding the
-    upsert), SQLite two (the upsert, then the DELETE of the same rows)."""
-    qn = connection.ops.quote_name
-    src, pk = qn(source._meta.db_table), qn(source._meta.pk.column)
-    keys = ", ".join(qn(name) for name in _FOLD_KEYS)
-    sums = [f"SUM(CASE WHEN {qn('outcome')} = %s THEN 1 ELSE 0 END)" for _name in outcomes]
-    added = (*outcomes, "seconds")
-    upsert = _build_upsert_add(
-        target,
+        cursor.execute(sql, [])  # with parameters: the %% are read as %
+        value = cursor.fetchone()[0]
+    convert = _once(
         connection,
-        (*_FOLD_KEYS, "shard"),
-        added,
+        ("clock",),
+        lambda: _converter(Value(None, output_field=DateTimeField()), connection),
+    )
+    return cast(datetime, convert(value))
+
+
+class DatabaseClock(Func):
+    """``clock_sql`` as an ORM expression (for the ORM's UPDATEs)."""
+
+    output_field = DateTimeField()
+
+    def as_sql(
+        self,
+        compiler: Any,
+        connection: Any,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra: Any,
+    ) -> tuple[str, tuple[Any, ...]]:
+        clock = clock_sql(connection)
+        if clock is None:
+            raise NotSupportedError(f"no database clock on {connection.vendor}")
+        return clock, ()
+
+
+def _converter(expression: Any, connection: Any) -> Callable[[Any], Any]:
+    """Turns a value returned for ``expression`` into what the ORM would have read."""
+    converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(
+        connection
+    )
+
+    def convert(value: Any) -> Any:
+        for converter in converters:
+            value = converter(value, expression, connection)
+        return value
+
+    return convert
+
+
+def _column(model: type[Model], name: str) -> Any:
+    return model._meta.get_field(name).get_col(model._meta.db_table)  # type: ignore[union-attr]
+
+
+def _build_stamped(
+    model: type[Model], connection: Any, names: tuple[str, ...], statuses: int, stamp: str
+) -> tuple[str, tuple[AnyField, ...], Callable[[Any], Any]] | None:
+    clock = clock_sql(connection)
+    if clock is None or not _supports_returning(connection):
+        return None
+    update, fields = _build_update(model, connection, names, statuses)
+    column = connection.ops.quote_name(_fields(model, (stamp,))[0].column)
+    head, where = update.split(" WHERE ", 1)
+    sql = f"{head}, {column} = {clock} WHERE {where} RETURNING {column}"
+    return sql, fields, _converter(_column(model, stamp), connection)
+
+
+def update_stamped(
+    obj: Model,
+    changes: dict[str, Any],
+    stamp: str,
+    *,
+    status_in: Iterable[str] | None = None,
+    where: Q | None = None,
+) -> datetime | None:
+    """``guarded_update`` that also sets the field ``stamp`` to the database's clock
+    (``clock_sql``; the caller's clock on other backends); the time stamped if the
+    row changed, else None. One statement (``RETURNING``) for plain values guarded
+    by the status alone."""
+    using = obj._state.db or "default"
+    model = type(obj)
+    connection: Any = connections[using]
+    statuses = tuple(status_in) if status_in is not None else None
+    stamped: Any = None
+    if where is None and statuses is not None and plain_values(changes):
+        names = tuple(changes)
+        statement = _once(
+            connection,
+            ("stamped", model, names, len(statuses), stamp),
+            lambda: _build_stamped(model, connection, names, len(statuses), stamp),
+        )
+        if statement is not None:
+            sql, fields, convert = statement
+            params = _prepare(fields, changes, connection)
+            params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+            params.extend(statuses)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+            if row is None:
+                return None
+            stamped = convert(row[0])
+    if stamped is None:
+        clock = DatabaseClock() if clock_sql(connection) else timezone.now()
+        rows = model._base_manager.using(using).filter(pk=obj.pk)
+        if statuses is not None:
+            rows = rows.filter(status__in=statuses)
+        if where is not None:
+            rows = rows.filter(where)
+        if rows.update(**changes, **{stamp: clock}) != 1:
+            return None
+        stamped = clock
+        if isinstance(clock, DatabaseClock):
+            stamped = model._base_manager.using(using).values_list(stamp, flat=True).get(pk=obj.pk)
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(obj, name, value)
+    setattr(obj, stamp, stamped)
+    return cast(datetime, stamped)
+
+
+def run_seconds_sql(connection: Any, finished: str, started: str) -> str:
+    """SQL for a run's length in seconds (never below 0; NULL if it never started)."""
+    if connection.vendor == "postgresql":
+        length = f"date_part('epoch', {finished} - {started})"
+    elif connection.vendor == "sqlite":
+        length = f"(julianday({finished}) - julianday({started})) * 86400.0"
+    else:
+        raise NotSupportedError("the dashboard's counts need PostgreSQL or SQLite")
+    return f"(CASE WHEN {started} IS NULL THEN NULL WHEN {length} < 0 THEN 0.0 ELSE {length} END)"
+
+
+def bucket_sql(seconds: str, limits: Iterable[float]) -> str:
+    """SQL for the run-time bucket of ``seconds`` (``models.stats.bucket_of``): 0 if
+    NULL, else the first ``b`` (from 1) with ``seconds <= limits[b - 1]``, or one past
+    the last limit."""
+    limits = list(limits)
+    steps = " ".join(
+        f"WHEN {seconds} <= {limit!r} THEN {bucket}" for bucket, limit in enumerate(limits, 1)
+    )
+    return f"(CASE WHEN {seconds} IS NULL THEN 0 {steps} ELSE {len(limits) + 1} END)"
+
+
+def _minute_sql(connection: Any, column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"date_trunc('minute', {column})"
+    return f"strftime('%%Y-%%m-%%d %%H:%%M:00', {column})"
+
+
+def _build_count_ended(
+    jobs: type[Model],
+    counts: type[Model],
+    connection: Any,
+    outcomes: tuple[str, ...],
+    limits: tuple[float, ...],
+) -> str:
+    qn = connection.ops.quote_name
+    finished, started = qn("finished_at"), qn("started_at")
+    status, task = qn("status"), qn("task_name")
+    seconds = run_seconds_sql(connection, finished, started)
+    ended = (
+        f"SELECT {_minute_sql(connection, finished)} AS m, {task} AS t, "
+        f"{bucket_sql('r', limits)} AS b, {status} AS s, r FROM (SELECT {task}, {status}, "
+        f"{finished}, {seconds} AS r FROM {qn(jobs._meta.db_table)} "
+        f"WHERE {status} IN ({', '.join(['%s'] * len(outcomes))}) "
+        f"AND {finished} >= %s AND {finished} < %s) AS ended"
+    )
+    sums = ", ".join("SUM(CASE WHEN s = %s THEN 1 ELSE 0 END)" for _outcome in outcomes)
+    return _build_upsert_add(
+        counts,
+        connection,
+        ("minute", "task_name", "bucket", "shard"),
+        (*outcomes, "seconds"),
         source=(
-            f"SELECT {keys}, 0, {', '.join(sums)}, SUM({qn('seconds')}) FROM taken "
-            f"WHERE true GROUP BY {keys} ORDER BY {keys}"  # one lock order for every folder
+            f"SELECT m, t, b, 0, {sums}, COALESCE(SUM(r), 0.0) FROM ({ended}) AS binned "
+            "WHERE true GROUP BY m, t, b ORDER BY m, t, b"  # one lock order for every folder
         ),
     )[0]
-    if connection.vendor == "postgresql":
-        taken = (
-            f"DELETE FROM {src} WHERE {pk} IN (SELECT {pk} FROM {src} ORDER BY {pk} LIMIT %s "
-            f"FOR UPDATE SKIP LOCKED) RETURNING {keys}, {qn('outcome')}, {qn('seconds')}"
-        )
-        sql = f"WITH taken AS ({taken}), counted AS ({upsert}) SELECT count(*) FROM taken"
-        return sql, None
-    # SQLite: the upsert writes first, so this connection holds the write lock and the
-    # oldest rows it reads are the ones the DELETE then removes (ids only grow).
-    oldest = f"{pk} <= (SELECT max({pk}) FROM (SELECT {pk} FROM {src} ORDER BY {pk} LIMIT %s))"
-    upsert = f"WITH taken AS (SELECT * FROM {src} WHERE {oldest}) {upsert}"
-    return upsert, f"DELETE FROM {src} WHERE {oldest}"
 
 
-def fold_into(
-    source: type[Model], target: type[Model], using: str, limit: int, outcomes: tuple[str, ...]
-) -> int:
-    """Move the oldest ``limit`` rows of ``source`` (one row per job end: minute,
-    task_name, bucket, outcome, seconds) into ``target``'s counts (shard 0): sums
-    added, rows deleted; return how many rows moved. Call it inside a transaction."""
+def count_ended(
+    jobs: type[Model],
+    counts: type[Model],
+    using: str,
+    start: datetime,
+    end: datetime,
+    outcomes: tuple[str, ...],
+    limits: tuple[float, ...],
+) -> None:
+    """Add the jobs that ended (``outcomes``) in [start, end) to ``counts`` (shard 0),
+    per minute, task and run-time bucket: one ``INSERT ... SELECT ... GROUP BY`` on the
+    jobs' (status, finished_at) index that adds to the rows already there."""
     connection: Any = connections[using]
-    fold, delete = _once(
+    sql = _once(
         connection,
-        ("fold", source, target, outcomes),
-        lambda: _build_fold(source, target, connection, outcomes),
+        ("count_ended", jobs, counts, outcomes, limits),
+        lambda: _build_count_ended(jobs, counts, connection, outcomes, limits),
     )
+    bounds = _fields(jobs, ("finished_at",))[0]
+    span = [bounds.get_db_prep_value(moment, connection) for moment in (start, end)]
     with connection.cursor() as cursor:
-        cursor.execute(fold, [limit, *outcomes])
-        if delete is None:  # PostgreSQL: the one statement deleted them and counts them
-            return int(cursor.fetchone()[0])
-        cursor.execute(delete, [limit])
-        return int(cursor.rowcount)
+        # The sums' outcomes come first in the text, then the WHERE's, then the span.
+        cursor.execute(sql, [*outcomes, *outcomes, *span])

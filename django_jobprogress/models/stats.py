@@ -1,30 +1,33 @@
 """``JobMinute``: jobs finished per minute, per task and outcome, with a histogram of
 their run times, for the admin dashboard's charts and per-task figures.
 
-Each job's end writes one ``JobEnd`` row in the same transaction as the end itself
-(``count_end``; on PostgreSQL in the end's own statement): an append-only row, so no
-worker ever waits on another's lock and the only index it touches is its key. The
-recovery sweep folds those rows into ``JobMinute`` (``fold_ends``, part of
-``compact``): O(1) per job, never a scan of the jobs table, and the counts outlive
-``prune_jobs``, so the charts keep their history. The readers add the ends not yet
-folded, so the charts are never a sweep behind. ``compact`` also folds minutes
-older than a day into hour rows (shard ``HOURLY``), so a week's chart reads about
-one row per task, bucket and hour.
+A job's end writes nothing for them but its own UPDATE, whose ``finished_at`` the
+database's clock stamps (``models.sql.clock_sql``). The recovery sweep counts the
+ends since its last count from the jobs table's (status, finished_at) index into
+``JobMinute`` (``count_ends``, part of ``compact``), up to a time before which no end
+can still commit, and keeps how far it read in ``EndsCounted``: each end is counted
+exactly once, O(1) per job and never a scan of the jobs table, and the counts
+outlive ``prune_jobs`` (which never deletes a job not counted yet), so the charts
+keep their history. The readers add the ends not counted yet, so the charts are
+never a sweep behind. ``compact`` also folds minutes older than a day into hour
+rows (shard ``HOURLY``), so a week's chart reads about one row per task, bucket and
+hour.
 
-Before ``JobEnd``, each end added to a ``JobMinute`` row of its own shard (the
-worker's pid modulo ``SHARDS``); ``compact`` still folds such rows into shard 0.
+Before this, each end added to a ``JobMinute`` row of its own shard (the worker's
+pid modulo ``SHARDS``), and then wrote a ``JobEnd`` row; ``compact`` still folds
+such shards into shard 0.
 """
 
 from __future__ import annotations
 
-import math
+import bisect
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import connections, models, transaction
 from django.utils.translation import gettext_lazy as _
 
-from django_jobprogress.models.sql import fold_into, insert_row, upsert_add
+from django_jobprogress.models.jobs import JobRecord
+from django_jobprogress.models.sql import count_ended, database_now, upsert_add
 
 SHARDS = 8
 #: Run-time buckets: bucket ``b`` (1..BUCKETS) holds runs of at most ``bucket_limit(b)``
@@ -35,17 +38,20 @@ FIRST_LIMIT = 0.01
 OUTCOMES = ("completed", "failed", "cancelled")
 
 
-def bucket_of(seconds: float | None) -> int:
-    if seconds is None:
-        return 0
-    if seconds <= FIRST_LIMIT:
-        return 1
-    return min(BUCKETS, 1 + math.ceil(math.log2(seconds / FIRST_LIMIT)))
-
-
 def bucket_limit(bucket: int) -> float:
     """The longest run time bucket ``bucket`` holds (its upper bound)."""
     return FIRST_LIMIT * 2 ** (bucket - 1)
+
+
+#: The buckets' upper bounds but the last's (which has none).
+LIMITS = tuple(bucket_limit(bucket) for bucket in range(1, BUCKETS))
+
+
+def bucket_of(seconds: float | None) -> int:
+    """The run-time bucket of ``seconds``, as the database's counts compute it."""
+    if seconds is None:
+        return 0
+    return bisect.bisect_left(LIMITS, seconds) + 1
 
 
 class JobMinute(models.Model):
@@ -86,60 +92,134 @@ class JobMinute(models.Model):
         return f"{self.task_name} at {self.minute:%Y-%m-%d %H:%M}"
 
 
-class JobEnd(models.Model):
-    """One job's end, not yet folded into its ``JobMinute`` row (see the module)."""
+class EndsCounted(models.Model):
+    """How far the counts have read the jobs table: every job that ended before
+    ``before`` is counted in ``JobMinute``, and none after it (one row; no row, or
+    ``before`` unset, means nothing is counted yet)."""
 
-    id = models.BigAutoField(primary_key=True)
-    minute = models.DateTimeField(_("minute"))
-    task_name = models.CharField(_("task"), max_length=255)
-    bucket = models.PositiveSmallIntegerField(_("run-time bucket"))
-    outcome = models.CharField(_("outcome"), max_length=16)
-    seconds = models.FloatField(_("run time (s)"), default=0.0)
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    before = models.DateTimeField(_("counted before"), null=True)
+    #: PostgreSQL: a moment (the database's clock) and the id of a transaction that
+    #: began writing after it. Once no transaction older than that id is running, every
+    #: end stamped before the moment has committed (or rolled back): it can be counted.
+    mark_at = models.DateTimeField(null=True)
+    mark_xid = models.BigIntegerField(null=True)
 
     class Meta:
-        verbose_name = _("job end not yet counted")
-        verbose_name_plural = _("job ends not yet counted")
+        verbose_name = _("job ends counted")
+        verbose_name_plural = _("job ends counted")
 
     def __str__(self) -> str:
-        return f"{self.task_name} {self.outcome} at {self.minute:%Y-%m-%d %H:%M}"
+        return f"job ends counted before {self.before}"
 
 
-def end_row(
-    task_name: str, outcome: str, finished: datetime, started: datetime | None
-) -> dict[str, Any]:
-    """The ``JobEnd`` row that counts one job's end."""
-    run_time = None if started is None else max((finished - started).total_seconds(), 0.0)
-    return {
-        "minute": finished.replace(second=0, microsecond=0),
-        "task_name": task_name,
-        "bucket": bucket_of(run_time),
-        "outcome": outcome,
-        "seconds": run_time or 0.0,
-    }
+#: The longest span of end times one statement of ``count_ends`` reads.
+COUNT_SPAN = timedelta(minutes=10)
+#: Elsewhere than PostgreSQL and SQLite: how long an end may take to commit.
+COMMIT_GRACE = timedelta(minutes=5)
 
 
-def count_end(
-    using: str, task_name: str, outcome: str, finished: datetime, started: datetime | None
-) -> None:
-    """Count one job's end; call it inside the transaction of that end."""
-    insert_row(JobEnd, connections[using], end_row(task_name, outcome, finished, started))
+def count_ends(using: str = "default", spans: int = 20) -> int:
+    """Count the jobs that ended since the last count into ``JobMinute`` (shard 0):
+    at most ``spans`` spans of ``COUNT_SPAN`` of end times, one statement each, in
+    one transaction with the move of ``EndsCounted.before``; return how many spans
+    were read. Sweepers counting at once take turns (the others read nothing).
 
-
-def fold_ends(using: str = "default", chunk: int = 5000, chunks: int = 20) -> int:
-    """Fold the oldest ``JobEnd`` rows into ``JobMinute`` (shard 0), ``chunk`` per
-    transaction and at most ``chunks`` transactions; return how many were folded.
-
-    Each chunk's sums are added and its rows deleted in one transaction, so an end is
-    never lost nor counted twice; sweepers folding at once take disjoint rows.
+    It reads the jobs table's (status, finished_at) index up to a time before which
+    no end can still commit (``_countable_before``), so each end is counted exactly
+    once, and an end costs nothing but its own UPDATE.
     """
-    folded = 0
-    for _chunk in range(chunks):
-        with transaction.atomic(using=using):
-            taken = fold_into(JobEnd, JobMinute, using, chunk, OUTCOMES)
-        folded += taken
-        if taken < chunk:
-            break
-    return folded
+    connection = connections[using]
+    counted = EndsCounted.objects.using(using)
+    with transaction.atomic(using=using):
+        if connection.vendor == "postgresql":
+            # The time, and whether this transaction has an id yet, before it has one.
+            fresh, moment = _has_no_id_yet(using), database_now(using)
+            counted.bulk_create([EndsCounted()], ignore_conflicts=True)
+            state = counted.select_for_update(skip_locked=True).filter(pk=1).first()
+        else:
+            counted.bulk_create([EndsCounted()], ignore_conflicts=True)  # the write lock
+            fresh, moment = True, database_now(using)  # the time under it
+            state = counted.filter(pk=1).first()
+        if state is None:
+            return 0  # another sweeper is counting
+        until, mark = _countable_before(using, state, moment, fresh)
+        start = state.before
+        if start is None and until is not None:  # the first count: from the first end
+            start = _first_end(using, until) or until
+        read = 0
+        while start is not None and until is not None and start < until and read < spans:
+            first = _first_end(using, until, start)
+            if first is None:
+                start = until
+                break
+            end = min(until, first + COUNT_SPAN)
+            count_ended(JobRecord, JobMinute, using, start, end, OUTCOMES, LIMITS)
+            start, read = end, read + 1
+        counted.filter(pk=1).update(before=start, mark_at=mark[0], mark_xid=mark[1])
+    return read
+
+
+def _has_no_id_yet(using: str) -> bool:
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_xact_id_if_assigned() IS NULL")
+        return bool(cursor.fetchone()[0])
+
+
+def _countable_before(
+    using: str, state: EndsCounted, moment: datetime, fresh: bool
+) -> tuple[datetime | None, tuple[datetime | None, int | None]]:
+    """A time before which every end stamped has committed or rolled back, and the
+    mark to keep for the next count.
+
+    SQLite: now. Each end is stamped under the write lock this count holds, so every
+    end stamped before now has committed. PostgreSQL: the last count's mark, once
+    no transaction older than the mark's id is running (``clock_sql`` stamps an end
+    only after its transaction has an id, so an end stamped before the mark's time
+    has a lower id); a new mark is then this count's start with this count's id,
+    unless this count runs in a transaction that had an id before its start (then
+    the id is not later than the start: no mark).
+    """
+    vendor = connections[using].vendor
+    if vendor == "sqlite":
+        return moment, (None, None)
+    if vendor != "postgresql":
+        return moment - COMMIT_GRACE, (None, None)
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+            "pg_current_xact_id()::text::bigint"
+        )
+        oldest_running, own = cursor.fetchone()
+    new_mark = (moment, own) if fresh else (None, None)
+    if state.mark_xid is not None and state.mark_xid <= oldest_running:
+        return state.mark_at, new_mark
+    if state.mark_xid is None:
+        return state.before, new_mark
+    return state.before, (state.mark_at, state.mark_xid)  # not yet: wait for it
+
+
+def _first_end(using: str, until: datetime, start: datetime | None = None) -> datetime | None:
+    """The earliest end in [start, until): one probe of the index per outcome."""
+    rows = JobRecord.objects.using(using).filter(finished_at__lt=until)
+    if start is not None:
+        rows = rows.filter(finished_at__gte=start)
+    firsts: list[datetime] = []
+    for outcome in OUTCOMES:
+        first = rows.filter(status=outcome).order_by("finished_at").values_list("finished_at")
+        found = first.first()
+        if found is not None and found[0] is not None:
+            firsts.append(found[0])
+    return min(firsts, default=None)
+
+
+def counted_before(using: str = "default") -> datetime | None:
+    """``EndsCounted.before``: ends before it are in ``JobMinute``, later ones are
+    not (None: nothing counted yet)."""
+    return EndsCounted.objects.using(using).filter(pk=1).values_list("before", flat=True).first()
 
 
 #: The shard of hour rows: minutes older than ``COMPACT_AFTER`` are folded into one
@@ -152,7 +232,7 @@ FOLD_SHARDS_AFTER = timedelta(minutes=5)
 
 
 def compact(now: datetime, using: str = "default", hours: int = 6, minutes: int = 120) -> int:
-    """Fold the job ends not yet counted into their minutes (``fold_ends``), then the
+    """Count the job ends not yet counted into their minutes (``count_ends``), then the
     shards of the oldest not yet folded minutes (at most ``minutes``)
     that ended ``FOLD_SHARDS_AFTER`` before ``now`` into shard 0, then the minute
     rows of the oldest hours (at most ``hours``) that ended ``COMPACT_AFTER``
@@ -163,7 +243,7 @@ def compact(now: datetime, using: str = "default", hours: int = 6, minutes: int 
     twice, and any number of sweepers may do this at once (the deletes decide, under
     the rows' locks; a sweeper that finds its rows already folded adds nothing).
     """
-    fold_ends(using)
+    count_ends(using)
     table = JobMinute.objects.using(using)
     folded = _fold_each(
         table.filter(shard__gt=0, shard__lt=HOURLY),
