@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from django_jobprogress import pruning
 from django_jobprogress.models import JobMinute, JobRecord
 from django_jobprogress.models.stats import (
     COUNT_SPAN,
@@ -20,7 +21,6 @@ from django_jobprogress.models.stats import (
     count_ends,
     counted_before,
 )
-from django_jobprogress import pruning
 from django_jobprogress.pruning import prune
 from django_jobprogress.rollups import finished_per_bin, runs_per_task
 from tests.factories import count_every_end, start
