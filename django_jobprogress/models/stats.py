@@ -6,7 +6,8 @@ database's clock stamps (``models.sql.clock_sql``). The recovery sweep counts th
 ends since its last count from the jobs table's (status, finished_at) index into
 ``JobMinute`` (``count_ends``, part of ``compact``), up to a time before which no end
 can still commit, and keeps how far it read in ``EndsCounted``: each end is counted
-exactly once, O(1) per job and never a scan of the jobs table, and the counts
+exactly once (while the database's clock does not step back), O(1) per job and never
+a scan of the jobs table, and the counts
 outlive ``prune_jobs`` (which never deletes a job not counted yet), so the charts
 keep their history. The readers add the ends not counted yet, so the charts are
 never a sweep behind. ``compact`` also folds minutes older than a day into hour
