@@ -31,7 +31,7 @@ from django.utils import timezone
 from django_jobprogress import conf
 from django_jobprogress.adapters import get_queue_adapter
 from django_jobprogress.delivery import hand_off
-from django_jobprogress.models import JobRecord
+from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.registry import resolve_task
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,11 @@ class SweepReport:
     failed_lost: int = 0
     failed_silent: int = 0
     handed_off: int = 0
+    callbacks: int = 0
 
     def __bool__(self) -> bool:
-        return any((self.rescued, self.failed_lost, self.failed_silent, self.handed_off))
+        done = (self.rescued, self.failed_lost, self.failed_silent, self.handed_off)
+        return any((*done, self.callbacks))
 
 
 def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> SweepReport:
@@ -61,6 +63,9 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> SweepReport:
     report.rescued = len(rescued)
     report.failed_silent = JobRecord.objects.fail_silent(now, limit)
     report.handed_off = redeliver_lost(now, limit)
+    # A batch whose end committed without its callbacks (the process died between).
+    lost_before = now - timedelta(seconds=conf.get("REDELIVER_AFTER"))
+    report.callbacks = Batch.objects.enqueue_lost_callbacks(lost_before, limit)
     if report:
         logger.info("recovery sweep: %s", report)
     return report

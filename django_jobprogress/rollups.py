@@ -99,7 +99,25 @@ class BinNumber(_Bin):
         return sql, (*params, epoch)
 
 
-class RunSeconds(Func):
+class _Sql(Func):
+    """A ``Func`` whose SQL ``sql()`` writes (the same for every backend it knows)."""
+
+    def as_sql(
+        self,
+        compiler: SQLCompiler,
+        connection: BaseDatabaseWrapper,
+        function: str | None = None,
+        template: str | None = None,
+        arg_joiner: str | None = None,
+        **extra: Any,
+    ) -> tuple[str, Params]:
+        return self.sql(compiler, connection)
+
+    def sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Params]:
+        raise NotImplementedError
+
+
+class RunSeconds(_Sql):
     """A job's run time in seconds (``models.sql.run_seconds_sql``)."""
 
     output_field = FloatField()
@@ -107,20 +125,12 @@ class RunSeconds(Func):
     def __init__(self) -> None:
         super().__init__("finished_at", "started_at")
 
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra: Any,
-    ) -> tuple[str, Params]:
+    def sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Params]:
         finished, started = (compiler.compile(e)[0] for e in self.source_expressions)
         return run_seconds_sql(connection, finished, started), ()
 
 
-class RunBucket(Func):
+class RunBucket(_Sql):
     """A job's run-time bucket (``models.stats.bucket_of``, computed by the database)."""
 
     output_field = IntegerField()
@@ -128,17 +138,9 @@ class RunBucket(Func):
     def __init__(self) -> None:
         super().__init__(RunSeconds())
 
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra: Any,
-    ) -> tuple[str, Params]:
+    def sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Params]:
         seconds, params = compiler.compile(self.source_expressions[0])
-        return bucket_sql(seconds, LIMITS), params * (len(LIMITS) + 1)
+        return bucket_sql(seconds, LIMITS), tuple(params) * (len(LIMITS) + 1)
 
 
 def _not_counted(start: datetime, end: datetime) -> QuerySet[JobRecord]:

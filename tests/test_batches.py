@@ -1,7 +1,11 @@
+from datetime import timedelta
+
 import pytest
 
+from django_jobprogress import conf
 from django_jobprogress.models import Batch, JobRecord
 from django_jobprogress.models.batches import BatchSealed
+from django_jobprogress.recovery import sweep
 from tests import jobs
 from tests.factories import start
 
@@ -193,3 +197,24 @@ def test_batch_push_keeps_the_last_change(memory_queue, settings):
         time.sleep(0.02)
     assert 2 in pushed_counts(), f"the batch's last change was never pushed: {pushed_counts()}"
     RecordingPush.clear()
+
+
+def test_callbacks_an_end_left_behind_are_enqueued_by_the_sweep_once(memory_queue, monkeypatch):
+    with Batch.open("blast", on_complete=CALLBACK, on_success=CALLBACK) as batch:
+        member = jobs.add.enqueue(1, 2, batch=batch)
+    # The process that ends the last member dies before it enqueues the callbacks.
+    monkeypatch.setattr(Batch, "_finished", lambda self, now: None)
+    assert start(member).complete(3)
+    monkeypatch.undo()
+    ended = fresh(batch)
+    assert ended.status == "completed"
+    assert (ended.on_complete_enqueued_at, ended.on_success_enqueued_at) == (None, None)
+    assert not JobRecord.objects.filter(task_name=CALLBACK).exists()
+
+    assert sweep(ended.finished_at).callbacks == 0  # not before REDELIVER_AFTER
+    later = ended.finished_at + timedelta(seconds=conf.get("REDELIVER_AFTER") + 1)
+    assert sweep(later).callbacks == 1
+    assert sweep(later).callbacks == 0  # claimed: the next sweep finds nothing
+    repaired = fresh(batch)
+    assert repaired.on_complete_enqueued_at and repaired.on_success_enqueued_at
+    assert JobRecord.objects.filter(task_name=CALLBACK).count() == 2

@@ -11,12 +11,13 @@ from functools import partial
 import pytest
 from django.db import connection, transaction
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_jobprogress import scheduler
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
 from django_jobprogress.execution import run_job
-from django_jobprogress.models import JobMinute, JobRecord, Schedule
+from django_jobprogress.models import Batch, JobMinute, JobRecord, Schedule
 from django_jobprogress.models.stats import count_ends, counted_before
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_finished, job_started
@@ -395,3 +396,25 @@ def test_four_schedulers_at_once_start_each_slot_once(memory_queue, settings):
         assert started == ["tick"], (round_number, outcomes)
         assert JobRecord.objects.filter(key="tick", scheduled_for=slot).count() == 1
     assert JobRecord.objects.filter(key="tick").count() == ROUNDS
+
+
+# -- a batch member's end: one statement ------------------------------------------------
+
+
+def test_a_members_end_is_one_statement_and_the_last_one_enqueues_the_callbacks(memory_queue):
+    with Batch.open("blast", on_complete="tests.jobs.batch_callback") as batch:
+        members = [jobs.add.enqueue(n, 1, batch=batch) for n in (1, 2)]
+    first, last = (start(member, host="worker") for member in members)
+
+    with CaptureQueriesContext(connection) as statements:
+        assert first.complete(2)
+    assert len(statements) == 1, [q["sql"] for q in statements]  # the end and the count
+    counted = Batch.objects.get(pk=batch.pk)
+    assert (counted.succeeded, counted.finished_at) == (1, None)
+    assert fresh(first).finished_at == first.finished_at  # the stamp, read back
+
+    assert last.complete(3)
+    done = Batch.objects.get(pk=batch.pk)
+    assert (done.status, done.succeeded) == ("completed", 2)
+    assert done.on_complete_enqueued_at is not None
+    assert JobRecord.objects.filter(task_name="tests.jobs.batch_callback").count() == 1

@@ -14,9 +14,9 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -24,7 +24,14 @@ from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.models.base import user_field
 from django_jobprogress.models.jobs import JobRecord
-from django_jobprogress.models.sql import count_member_end, guarded_update
+from django_jobprogress.models.sql import (
+    DatabaseClock,
+    clock_sql,
+    count_member_end,
+    guarded_update,
+    plain_values,
+    update_stamped_and_count,
+)
 from django_jobprogress.models.tokens import SignedAccess
 from django_jobprogress.registry import ProgressTask, resolve_task
 from django_jobprogress.signals import batch_finished
@@ -37,6 +44,13 @@ BATCH_TOKEN_SALT = "django_jobprogress.batch-access"
 CALLBACKS = ("on_complete", "on_success", "on_failure")
 RESERVED_KWARGS = frozenset({"owner", "key", "queue", "on_conflict", "batch"})
 FINAL_COUNTER = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
+#: Finished batches with a due callback not claimed: the sweep enqueues it
+#: (``BatchManager.enqueue_lost_callbacks``). Indexed: normally none, for moments.
+LOST_CALLBACKS = Q(finished_at__isnull=False) & (
+    (~Q(on_complete="") & Q(on_complete_enqueued_at__isnull=True))
+    | (~Q(on_success="") & Q(status="completed", on_success_enqueued_at__isnull=True))
+    | (~Q(on_failure="") & Q(failed__gt=0, on_failure_enqueued_at__isnull=True))
+)
 
 
 class BatchSealed(Exception):
@@ -57,6 +71,51 @@ def _callback_name(callback: ProgressTask | str | None) -> str:
 
 
 class BatchManager(models.Manager["Batch"]):
+    def end_member(
+        self, member: JobRecord, changes: dict[str, Any], guard: dict[str, Any], outcome: str
+    ) -> bool | None:
+        """On PostgreSQL: the member's end (``changes``, its ``finished_at`` stamped by
+        the database), its count and, if it was the sealed batch's last member, the
+        batch's end, in one statement, atomic by itself; then the callbacks (each
+        claimed once; ``enqueue_lost_callbacks`` enqueues those a crash left behind).
+        True if the member ended, False if another end won; None where it cannot
+        be one statement (the caller then ends it in a transaction)."""
+        db = member._state.db or "default"
+        if connections[db].vendor != "postgresql":
+            return None
+        if set(guard) != {"status_in"} or not plain_values(changes):
+            return None
+        now = timezone.now()
+        statuses = {status.value: status.value for status in Batch.Status}
+        ended = update_stamped_and_count(
+            member,
+            changes,
+            "finished_at",
+            guard["status_in"],
+            Batch,
+            member.batch_id,
+            FINAL_COUNTER[outcome],
+            statuses,
+            now,
+        )
+        if ended is None:
+            return False
+        if ended[1] is not None:
+            self.db_manager(db).get(pk=cast(Any, member.batch_id))._finished(ended[1])
+        return True
+
+    def enqueue_lost_callbacks(self, before: Any, limit: int = 100) -> int:
+        """Enqueue the due callbacks of batches that finished before ``before`` but
+        never had them claimed (the process that ended the last member died before it
+        could, or enqueueing failed); each is still claimed once. Returns how many
+        batches were looked at."""
+        lost = self.filter(LOST_CALLBACKS, finished_at__lt=before).order_by("finished_at")
+        batches = list(lost[:limit])
+        for batch in batches:
+            logger.warning("batch %s: enqueueing the callbacks its end left behind", batch.pk)
+            batch._enqueue_due_callbacks(timezone.now())
+        return len(batches)
+
     def member_finished(self, batch_id: Any, outcome: str) -> None:
         """Count a member's final transition; finish the batch if it was the last.
 
@@ -64,9 +123,10 @@ class BatchManager(models.Manager["Batch"]):
         """
         now = timezone.now()
         statuses = {status.value: status.value for status in Batch.Status}
-        if count_member_end(Batch, self.db, batch_id, FINAL_COUNTER[outcome], statuses, now):
-            batch = self.get(pk=batch_id)
-            batch._finished(now)
+        counter = FINAL_COUNTER[outcome]
+        finished_at = count_member_end(Batch, self.db, batch_id, counter, statuses, now)
+        if finished_at is not None:
+            self.get(pk=batch_id)._finished(finished_at)
 
 
 class Batch(SignedAccess, models.Model):
@@ -124,6 +184,9 @@ class Batch(SignedAccess, models.Model):
             models.Index(fields=["status", "-created_at"], name="jobprogress_batch_status"),
             # The admin changelist's order (created_at, then the primary key Django adds).
             models.Index(fields=["-created_at", "-id"], name="jobprogress_batch_created"),
+            models.Index(
+                fields=["finished_at"], condition=LOST_CALLBACKS, name="jobprogress_batch_lost"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -229,17 +292,23 @@ class Batch(SignedAccess, models.Model):
             When(Q(failed__gt=0, allow_failures=False), then=Value(self.Status.FAILED)),
             default=Value(self.Status.COMPLETED),
         )
-        now = timezone.now()
+        # The database's clock, as its members' ends are stamped.
+        db = self._state.db or "default"
+        now = DatabaseClock() if clock_sql(connections[db]) else timezone.now()
         last_member_done = Q(sealed=True, finished_at__isnull=True, total__lte=done)
         won = guarded_update(self, {"status": final, "finished_at": now}, where=last_member_done)
         if won:
             self.refresh_from_db()
-            self._finished(now)
+            self._finished(self.finished_at)
         return won
 
     def _finished(self, now: Any) -> None:
         """This transaction finished the batch (``finished_at = now``): enqueue its
         callbacks, each claimed once, and tell the watchers on commit."""
+        self._enqueue_due_callbacks(now)
+        transaction.on_commit(lambda: batch_finished.send(sender=Batch, batch=self))
+
+    def _enqueue_due_callbacks(self, now: Any) -> None:
         snapshot = self.snapshot()  # what every callback receives
         for callback in self._callbacks_due():
             try:
@@ -251,7 +320,6 @@ class Batch(SignedAccess, models.Model):
                 # Never undo the member's own transition for a broken callback.
                 setattr(self, f"{callback}_enqueued_at", None)
                 logger.exception("batch %s: could not enqueue %s", self.pk, callback)
-        transaction.on_commit(lambda: batch_finished.send(sender=Batch, batch=self))
 
     def _callbacks_due(self) -> list[str]:
         due = ["on_complete"]

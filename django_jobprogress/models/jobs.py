@@ -498,20 +498,34 @@ class JobRecord(SignedAccess, models.Model):
         member's count in the same transaction."""
         changes.update(status=status, heartbeat_at=timezone.now())
         db = self._state.db or "default"
-        if self.batch_id is None:
-            # One statement, atomic by itself: no transaction of its own (no BEGIN and
-            # COMMIT to wait for), but inside a caller's, a savepoint, so that a refused
-            # write leaves it usable for the minimal end.
-            if connections[db].in_atomic_block:
-                with transaction.atomic(using=db):
-                    return self._stamp_end(changes, guard)
-            return self._stamp_end(changes, guard)
+        # One statement is atomic by itself: no transaction of its own (no BEGIN and
+        # COMMIT to wait for), but inside a caller's, a savepoint, so that a refused
+        # write leaves that transaction usable for the minimal end.
+        if connections[db].in_atomic_block:
+            with transaction.atomic(using=db):
+                won = self._end_in_one_statement(status, changes, guard)
+        else:
+            won = self._end_in_one_statement(status, changes, guard)
+        if won is not None:
+            return bool(won)
+        # Elsewhere a member's end and its batch's count commit together.
         with transaction.atomic(using=db):
             won = self._stamp_end(changes, guard)
             if won:
-                batches: Any = self._meta.get_field("batch").related_model
-                batches.objects.member_finished(self.batch_id, status)
+                self._batches().objects.member_finished(self.batch_id, status)
         return won
+
+    def _end_in_one_statement(
+        self, status: str, changes: dict[str, Any], guard: Guard
+    ) -> bool | None:
+        """The end in one statement: a member's with its batch's count (PostgreSQL);
+        None if it takes more (the caller then uses a transaction)."""
+        if self.batch_id is None:
+            return self._stamp_end(changes, guard)
+        return cast(bool | None, self._batches().objects.end_member(self, changes, guard, status))
+
+    def _batches(self) -> Any:
+        return self._meta.get_field("batch").related_model
 
     def _stamp_end(self, changes: dict[str, Any], guard: Guard) -> bool:
         return update_stamped(self, changes, "finished_at", **guard) is not None

@@ -291,7 +291,8 @@ def _build_member_end(model: type[Model], connection: Any, counter: str) -> str:
     return (
         f"UPDATE {qn(model._meta.db_table)} SET {c[counter]} = {c[counter]} + 1, "
         f"{c['status']} = CASE WHEN {last} THEN {final} ELSE {c['status']} END, "
-        f"{c['finished_at']} = CASE WHEN {last} THEN %s ELSE {c['finished_at']} END "
+        f"{c['finished_at']} = CASE WHEN {last} THEN {_batch_clock(connection)} "
+        f"ELSE {c['finished_at']} END "
         f"WHERE {qn(model._meta.pk.column)} = %s RETURNING {c['finished_at']}"
     )
 
@@ -309,12 +310,19 @@ _BATCH_COLUMNS = (
 )
 
 
+def _batch_clock(connection: Any) -> str:
+    """The batch's end time: the database's clock (read after the batch row is
+    locked, so never before a member's stamp), else the caller's ``now``."""
+    return clock_sql(connection) or "%s"
+
+
 def count_member_end(
     model: type[Model], using: str, pk: Any, counter: str, statuses: dict[str, str], now: Any
-) -> bool:
+) -> datetime | None:
     """Count a batch member's end in ``counter`` and, if it was the sealed batch's last
     member, finish the batch (status from ``statuses``: cancelled, failed, completed)
-    in the same ``UPDATE ... RETURNING``; True if this call finished it.
+    in the same ``UPDATE ... RETURNING``; the batch's end time if this call finished
+    it, else None.
 
     The old values on the right of SET are the row's before this update, so
     "the last member" is judged with this member counted.
@@ -325,14 +333,39 @@ def count_member_end(
         ("member_end", model, counter),
         lambda: _build_member_end(model, connection, counter),
     )
-    finished_at = _fields(model, ("finished_at",))[0].get_db_prep_value(now, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _member_end_params(model, connection, pk, statuses, now))
+        row = cursor.fetchone()
+    return _finished_by_this(model, connection, None if row is None else row[0], now)
+
+
+def _finished_by_this(model: type[Model], connection: Any, finished_at: Any, now: Any) -> Any:
+    """The batch's end time, as the ORM reads it, if this member's count ended it.
+
+    With the database's clock: once a member is counted into a finished batch, it
+    was this count that ended it (a batch ends only when every member is counted).
+    """
+    if finished_at is None:
+        return None
+    if clock_sql(connection) is None and _naive_utc(finished_at) != _naive_utc(now):
+        return None
+    convert = _once(
+        connection,
+        ("read_finished", model),
+        lambda: _converter(_column(model, "finished_at"), connection),
+    )
+    return convert(finished_at)
+
+
+def _member_end_params(
+    model: type[Model], connection: Any, pk: Any, statuses: dict[str, str], now: Any
+) -> list[Any]:
     pk_value = model._meta.pk.get_db_prep_value(pk, connection)
     final = [statuses["cancelled"], False, statuses["failed"], statuses["completed"]]
-    params = [True, *final, True, finished_at, pk_value]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row is not None and _naive_utc(row[0]) == _naive_utc(now)
+    if clock_sql(connection) is not None:
+        return [True, *final, True, pk_value]
+    finished_at = _fields(model, ("finished_at",))[0].get_db_prep_value(now, connection)
+    return [True, *final, True, finished_at, pk_value]
 
 
 def _naive_utc(value: Any) -> Any:
@@ -641,6 +674,58 @@ def update_stamped(
             setattr(obj, name, value)
     setattr(obj, stamp, stamped)
     return cast(datetime, stamped)
+
+
+def update_stamped_and_count(
+    obj: Model,
+    changes: dict[str, Any],
+    stamp: str,
+    statuses: Iterable[str],
+    batch_model: type[Model],
+    batch_pk: Any,
+    counter: str,
+    final: dict[str, str],
+    now: Any,
+) -> tuple[datetime, datetime | None] | None:
+    """PostgreSQL: ``update_stamped`` of a batch member (plain values, guarded by the
+    status) and ``count_member_end`` of its batch in one statement (a data-modifying
+    ``WITH``): atomic by itself, one round trip. None if the member did not change;
+    else its stamp and, if this call finished the batch, the batch's end time."""
+    connection: Any = connections[obj._state.db or "default"]
+    model, statuses = type(obj), tuple(statuses)
+    names = tuple(changes)
+
+    def build() -> tuple[str, tuple[AnyField, ...], Callable[[Any], Any]]:
+        built = _build_stamped(model, connection, names, len(statuses), stamp)
+        if built is None or connection.vendor != "postgresql":
+            raise NotSupportedError("one statement for a member's end needs PostgreSQL")
+        member, fields, convert = built
+        member = member.rsplit(" RETURNING ", 1)[0]
+        column = connection.ops.quote_name(_fields(model, (stamp,))[0].column)
+        head, where = _build_member_end(batch_model, connection, counter).split(" WHERE ", 1)
+        sql = (
+            f"WITH ended AS ({member} RETURNING {column} AS stamped), "
+            f"counted AS ({head} FROM ended WHERE {where}) "
+            "SELECT (SELECT stamped FROM ended), (SELECT * FROM counted)"
+        )
+        return sql, fields, convert
+
+    sql, fields, convert = _once(
+        connection, ("stamped_member", model, names, len(statuses), stamp, counter), build
+    )
+    params = _prepare(fields, changes, connection)
+    params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
+    params.extend(statuses)
+    params.extend(_member_end_params(batch_model, connection, batch_pk, final, now))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        stamped, batch_finished_at = cursor.fetchone()
+    if stamped is None:
+        return None
+    for name, value in changes.items():
+        setattr(obj, name, value)
+    setattr(obj, stamp, convert(stamped))
+    return getattr(obj, stamp), _finished_by_this(batch_model, connection, batch_finished_at, now)
 
 
 def run_seconds_sql(connection: Any, finished: str, started: str) -> str:
