@@ -15,6 +15,7 @@ configuration:
 ``BENCH_CHANNEL_LAYER``    ``memory`` (default: no push) or ``redis`` (push on the broker's Redis)
 ``BENCH_PG_OPTIONS``       libpq ``options`` of PostgreSQL sessions (``-c synchronous_commit=off``)
 ``BENCH_SERVER_SIDE_BINDING`` ``1``: psycopg 3's ``OPTIONS["server_side_binding"]``
+``BENCH_PREPARE_THRESHOLD``  psycopg 3's ``prepare_threshold`` (unset: Django's None, no prepares)
 ``BENCH_SWEEP_INTERVAL``   the cluster's ``JOBPROGRESS["SWEEP_INTERVAL"]`` (15; ``none``: off)
 """
 
@@ -56,8 +57,14 @@ else:
             "CONN_MAX_AGE": CONN_MAX_AGE,
             "OPTIONS": {
                 "options": os.environ.get("BENCH_PG_OPTIONS", ""),
-                # psycopg 3 binds on the server, and prepares a statement run 5 times.
+                # psycopg 3 binds on the server (Django leaves its prepared statements
+                # off unless ``prepare_threshold`` is set: BENCH_PREPARE_THRESHOLD).
                 "server_side_binding": os.environ.get("BENCH_SERVER_SIDE_BINDING") == "1",
+                "prepare_threshold": (
+                    int(os.environ["BENCH_PREPARE_THRESHOLD"])
+                    if os.environ.get("BENCH_PREPARE_THRESHOLD")
+                    else None
+                ),
             },
         }
     }

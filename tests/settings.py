@@ -4,7 +4,8 @@ A worker subprocess started by a test reuses these settings with
 ``JOBPROGRESS_TEST_DB_NAME`` naming the test database it must use, and
 ``JOBPROGRESS_TEST_BROKER=redis`` to take jobs from Redis instead of the ORM.
 ``JOBPROGRESS_TEST_SERVER_SIDE_BINDING=1`` turns on psycopg 3's server-side binding
-on PostgreSQL (``OPTIONS["server_side_binding"]``), as some projects run.
+on PostgreSQL (``OPTIONS["server_side_binding"]``), as some projects run, with the
+statements run twice prepared (``prepare_threshold``).
 """
 
 import json
@@ -70,7 +71,11 @@ if DB_VENDOR == "postgres":
             # connections open, or the test database cannot be dropped at the end.
             "CONN_MAX_AGE": 0,
             "TEST": {"NAME": f"test_jobprogress_{RUN_ID}"},
-            "OPTIONS": {"server_side_binding": SERVER_SIDE_BINDING},
+            "OPTIONS": {
+                "server_side_binding": SERVER_SIDE_BINDING,
+                # With it, the statements run twice are prepared (as the docs suggest).
+                "prepare_threshold": 2 if SERVER_SIDE_BINDING else None,
+            },
         }
     }
 else:
