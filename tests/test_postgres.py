@@ -9,12 +9,12 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_jobprogress import scheduler
+from django_jobprogress import conf, scheduler
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
 from django_jobprogress.execution import run_job
 from django_jobprogress.models import Batch, JobMinute, JobRecord, Schedule
@@ -417,4 +417,28 @@ def test_a_members_end_is_one_statement_and_the_last_one_enqueues_the_callbacks(
     done = Batch.objects.get(pk=batch.pk)
     assert (done.status, done.succeeded) == ("completed", 2)
     assert done.on_complete_enqueued_at is not None
+    assert JobRecord.objects.filter(task_name="tests.jobs.batch_callback").count() == 1
+
+
+def test_a_failure_after_the_last_members_end_leaves_its_callbacks_to_the_sweep(
+    memory_queue, monkeypatch
+):
+    with Batch.open("blast", on_complete="tests.jobs.batch_callback") as batch:
+        member = jobs.add.enqueue(1, 1, batch=batch)
+    last = start(member, host="worker")
+
+    def connection_lost(self, now):
+        raise OperationalError("the connection went away after the end committed")
+
+    monkeypatch.setattr(Batch, "_finished", connection_lost)
+    assert last.complete(2)  # the end itself committed, and says so
+    monkeypatch.undo()
+    assert fresh(last).status == Status.COMPLETED
+    ended = Batch.objects.get(pk=batch.pk)
+    assert ended.status == "completed" and ended.on_complete_enqueued_at is None
+
+    from django_jobprogress.recovery import sweep
+
+    later = ended.finished_at + timedelta(seconds=conf.get("REDELIVER_AFTER") + 1)
+    assert sweep(later).callbacks == 1
     assert JobRecord.objects.filter(task_name="tests.jobs.batch_callback").count() == 1

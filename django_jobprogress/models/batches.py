@@ -101,7 +101,10 @@ class BatchManager(models.Manager["Batch"]):
         if ended is None:
             return False
         if ended[1] is not None:
-            self.db_manager(db).get(pk=cast(Any, member.batch_id))._finished(ended[1])
+            try:
+                self.db_manager(db).get(pk=cast(Any, member.batch_id))._finished(ended[1])
+            except Exception:  # the member's end is committed: the sweep has the rest
+                logger.exception("batch %s: its callbacks are left to the sweep", member.batch_id)
         return True
 
     def enqueue_lost_callbacks(self, before: Any, limit: int = 100) -> int:
