@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_jobprogress import conf, scheduler
 from django_jobprogress.exceptions import DuplicateJob, JobCancelled
 from django_jobprogress.execution import run_job
-from django_jobprogress.models import Batch, JobMinute, JobRecord, Schedule
+from django_jobprogress.models import Batch, EndsCounted, JobMinute, JobRecord, Schedule
 from django_jobprogress.models.stats import count_ends, counted_before
 from django_jobprogress.progress import Progress
 from django_jobprogress.signals import job_finished, job_started
@@ -442,3 +442,30 @@ def test_a_failure_after_the_last_members_end_leaves_its_callbacks_to_the_sweep(
     later = ended.finished_at + timedelta(seconds=conf.get("REDELIVER_AFTER") + 1)
     assert sweep(later).callbacks == 1
     assert JobRecord.objects.filter(task_name="tests.jobs.batch_callback").count() == 1
+
+
+def test_the_count_yields_to_a_lock_it_would_wait_on_and_counts_at_the_next_pass(memory_queue):
+    record = _running_job()
+    assert record.complete()
+    locked, release = threading.Event(), threading.Event()
+
+    def migration():
+        with transaction.atomic(), connection.cursor() as cursor:
+            table = connection.ops.quote_name(EndsCounted._meta.db_table)
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            assert release.wait(10)
+
+    def sweeper():
+        assert locked.wait(10)
+        try:
+            return count_ends(), count_ends()  # each waits 200 ms, then gives up
+        finally:
+            release.set()
+
+    (kind_lock, _), (kind_sweep, passes) = race(migration, sweeper)
+    assert (kind_lock, kind_sweep) == ("ok", "ok"), passes
+    assert passes == (0, 0)
+    assert counted_before() is None  # nothing moved
+    count_every_end()
+    assert JobMinute.objects.aggregate(n=Sum("completed"))["n"] == 1

@@ -22,13 +22,16 @@ such shards into shard 0.
 from __future__ import annotations
 
 import bisect
+import logging
 from datetime import datetime, timedelta
 
-from django.db import connections, models, transaction
+from django.db import OperationalError, connections, models, transaction
 from django.utils.translation import gettext_lazy as _
 
 from django_jobprogress.models.jobs import JobRecord
 from django_jobprogress.models.sql import count_ended, database_now, upsert_add
+
+logger = logging.getLogger(__name__)
 
 SHARDS = 8
 #: Run-time buckets: bucket ``b`` (1..BUCKETS) holds runs of at most ``bucket_limit(b)``
@@ -128,12 +131,31 @@ def count_ends(using: str = "default", spans: int = 20) -> int:
 
     It reads the jobs table's (status, finished_at) index up to a time before which
     no end can still commit (``_countable_before``), so each end is counted exactly
-    once, and an end costs nothing but its own UPDATE.
+    once, and an end costs nothing but its own UPDATE. On PostgreSQL it waits at
+    most 200 ms for a lock (a migration's, a TRUNCATE's) and otherwise leaves the
+    count to the next pass, so that it never deadlocks with them.
     """
+    try:
+        return _count_ends(using, spans)
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        logger.info("counting the job ends waited on a lock: left to the next pass")
+        return 0
+
+
+#: PostgreSQL's error for ``lock_timeout``: the count yields to whoever holds a lock
+#: it needs (a migration, a TRUNCATE) instead of risking a deadlock with it.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def _count_ends(using: str, spans: int) -> int:
     connection = connections[using]
     counted = EndsCounted.objects.using(using)
     with transaction.atomic(using=using):
         if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '200ms'")
             # The time, and whether this transaction has an id yet, before it has one.
             fresh, moment = _has_no_id_yet(using), database_now(using)
             counted.bulk_create([EndsCounted()], ignore_conflicts=True)
