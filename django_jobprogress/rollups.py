@@ -42,14 +42,8 @@ from django_jobprogress.models.stats import LIMITS, OUTCOMES
 Params = tuple[Any, ...]
 
 
-class _Bin(Func):
-    """Which ``minutes``-wide bin, counted from ``start``, a datetime column falls in.
-    Each backend has its own cheapest SQL; the database then adds up each bin."""
-
-    def __init__(self, column: str, start: datetime, minutes: int) -> None:
-        super().__init__(column)
-        self.start = start
-        self.seconds = int(minutes) * 60
+class _Sql(Func):
+    """A ``Func`` whose SQL ``sql()`` writes (``as_<vendor>`` methods still come first)."""
 
     def as_sql(
         self,
@@ -60,6 +54,22 @@ class _Bin(Func):
         arg_joiner: str | None = None,
         **extra: Any,
     ) -> tuple[str, Params]:
+        return self.sql(compiler, connection)
+
+    def sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Params]:
+        raise NotImplementedError
+
+
+class _Bin(_Sql):
+    """Which ``minutes``-wide bin, counted from ``start``, a datetime column falls in.
+    Each backend has its own cheapest SQL; the database then adds up each bin."""
+
+    def __init__(self, column: str, start: datetime, minutes: int) -> None:
+        super().__init__(column)
+        self.start = start
+        self.seconds = int(minutes) * 60
+
+    def sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Params]:
         raise NotSupportedError(
             f"the dashboard's bins need PostgreSQL or SQLite, not {connection.vendor}"
         )
@@ -97,24 +107,6 @@ class BinNumber(_Bin):
         epoch = calendar.timegm(self.start.utctimetuple())  # strftime reads the text as UTC
         sql = f"((CAST(strftime('%%s', {column}) AS INTEGER) - %s) / {self.seconds})"
         return sql, (*params, epoch)
-
-
-class _Sql(Func):
-    """A ``Func`` whose SQL ``sql()`` writes (the same for every backend it knows)."""
-
-    def as_sql(
-        self,
-        compiler: SQLCompiler,
-        connection: BaseDatabaseWrapper,
-        function: str | None = None,
-        template: str | None = None,
-        arg_joiner: str | None = None,
-        **extra: Any,
-    ) -> tuple[str, Params]:
-        return self.sql(compiler, connection)
-
-    def sql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, Params]:
-        raise NotImplementedError
 
 
 class RunSeconds(_Sql):
