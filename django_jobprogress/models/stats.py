@@ -152,10 +152,12 @@ LOCK_NOT_AVAILABLE = "55P03"
 def _count_ends(using: str, spans: int) -> int:
     connection = connections[using]
     counted = EndsCounted.objects.using(using)
+    own_transaction = not connection.in_atomic_block  # else SET LOCAL would outlive it
     with transaction.atomic(using=using):
         if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = '200ms'")
+            if own_transaction:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '200ms'")
             # The time, and whether this transaction has an id yet, before it has one.
             fresh, moment = _has_no_id_yet(using), database_now(using)
             counted.bulk_create([EndsCounted()], ignore_conflicts=True)
