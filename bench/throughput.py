@@ -284,7 +284,7 @@ def counted_ends(settle: bool) -> tuple[int, int]:
 
     from django_jobprogress.models import JobMinute
     from django_jobprogress.models.sql import database_now
-    from django_jobprogress.models.stats import count_ends, counted_before
+    from django_jobprogress.models.stats import count_ends_through
 
     def total() -> int:
         sums = JobMinute.objects.aggregate(n=Sum(F("completed") + F("failed") + F("cancelled")))
@@ -292,11 +292,7 @@ def counted_ends(settle: bool) -> tuple[int, int]:
 
     by_sweeps = total()
     if settle:
-        now = database_now("default")
-        for _pass in range(10):
-            count_ends()
-            if (counted_before() or now) > now:
-                break
+        count_ends_through(database_now("default"), passes=10)
     return by_sweeps, total()
 
 

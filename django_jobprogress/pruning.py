@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from django_jobprogress.models import Batch, JobRecord
-from django_jobprogress.models.stats import count_ends, counted_before
+from django_jobprogress.models.stats import count_ends_through
 
 FINISHED = (JobRecord.Status.COMPLETED, JobRecord.Status.FAILED, JobRecord.Status.CANCELLED)
 #: On SQLite, the rest after each chunk, as a multiple of the time the chunk took.
@@ -67,7 +67,7 @@ def prune(
     nothing and shows what a run would delete once the ends are counted."""
     report = PruneReport()
     if not dry_run:
-        before = min(before, _counted_through(before))
+        before = min(before, count_ends_through(before, passes=3))
     started = time.monotonic()
     for status in statuses:
         rows = prunable_jobs(status, before, task)
@@ -91,18 +91,6 @@ def prune(
             while pks := list(batches.values_list("pk", flat=True)[:chunk_size]):
                 report.batches += _delete_chunk(report, Batch, pks)
     return report
-
-
-def _counted_through(before: datetime, passes: int = 3) -> datetime:
-    """Count the ends (up to ``passes`` passes, until ``before`` is reached); how far
-    the counts go now."""
-    counted = None
-    for _pass in range(passes):
-        count_ends()
-        counted = counted_before()
-        if counted is not None and counted >= before:
-            break
-    return counted or datetime(1, 1, 2, tzinfo=before.tzinfo)  # None: nothing counted
 
 
 def _delete_chunk(report: PruneReport, model: type[JobRecord] | type[Batch], pks: list[Any]) -> int:

@@ -14,10 +14,9 @@ import calendar
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import NotSupportedError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import (
@@ -37,7 +36,7 @@ from django.db.models.sql.compiler import SQLCompiler
 
 from django_jobprogress.models import EndsCounted, JobMinute, JobRecord
 from django_jobprogress.models.sql import bucket_sql, run_seconds_sql
-from django_jobprogress.models.stats import LIMITS, OUTCOMES
+from django_jobprogress.models.stats import LIMITS, OUTCOMES, earliest
 
 Params = tuple[Any, ...]
 
@@ -139,11 +138,10 @@ def _not_counted(start: datetime, end: datetime) -> QuerySet[JobRecord]:
     """The jobs that ended in [start, end) and are not in the counts yet: one range
     of the (status, finished_at) index, from the later of ``start`` and
     ``EndsCounted.before``."""
-    earliest = datetime(1, 1, 2, tzinfo=UTC if settings.USE_TZ else None)
     before = Subquery(EndsCounted.objects.filter(pk=1).values("before"))
     since = Greatest(
         Value(start, output_field=DateTimeField()),
-        Coalesce(before, Value(earliest, output_field=DateTimeField())),
+        Coalesce(before, Value(earliest(), output_field=DateTimeField())),
     )
     return JobRecord.objects.filter(
         status__in=OUTCOMES, finished_at__gte=since, finished_at__lt=end

@@ -86,7 +86,6 @@ class BatchManager(models.Manager["Batch"]):
         if set(guard) != {"status_in"} or not plain_values(changes):
             return None
         now = timezone.now()
-        statuses = {status.value: status.value for status in Batch.Status}
         ended = update_stamped_and_count(
             member,
             changes,
@@ -95,7 +94,7 @@ class BatchManager(models.Manager["Batch"]):
             Batch,
             member.batch_id,
             FINAL_COUNTER[outcome],
-            statuses,
+            BATCH_STATUSES,
             now,
         )
         if ended is None:
@@ -125,9 +124,8 @@ class BatchManager(models.Manager["Batch"]):
         Must run inside the transaction of that transition.
         """
         now = timezone.now()
-        statuses = {status.value: status.value for status in Batch.Status}
         counter = FINAL_COUNTER[outcome]
-        finished_at = count_member_end(Batch, self.db, batch_id, counter, statuses, now)
+        finished_at = count_member_end(Batch, self.db, batch_id, counter, BATCH_STATUSES, now)
         if finished_at is not None:
             self.get(pk=batch_id)._finished(finished_at)
 
@@ -389,3 +387,7 @@ class Batch(SignedAccess, models.Model):
 
     def snapshot(self) -> dict[str, Any]:
         return batch_snapshot(self, self.live_counts())
+
+
+#: A batch's final statuses by name, as the member-end statement takes them.
+BATCH_STATUSES = {status.value: status.value for status in Batch.Status}

@@ -92,12 +92,24 @@ def update_if(
         ("update", model, names, len(statuses)),
         lambda: _build_update(model, connection, names, len(statuses)),
     )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _update_params(model, connection, fields, values, pk, statuses))
+        return bool(cursor.rowcount == 1)
+
+
+def _update_params(
+    model: type[Model],
+    connection: Any,
+    fields: tuple[AnyField, ...],
+    values: dict[str, Any],
+    pk: Any,
+    statuses: tuple[str, ...],
+) -> list[Any]:
+    """``_build_update``'s parameters: the values, then the key and the statuses."""
     params = _prepare(fields, values, connection)
     params.append(model._meta.pk.get_db_prep_value(pk, connection))
     params.extend(statuses)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return bool(cursor.rowcount == 1)
+    return params
 
 
 def plain_values(values: dict[str, Any]) -> bool:
@@ -183,20 +195,16 @@ def _build_reader(model: type[M], connection: Any) -> Callable[[str, tuple[Any, 
     """A function turning a returned row (all concrete fields) into an instance."""
     fields = model._meta.concrete_fields
     attnames = [f.attname for f in fields]
-    converting = []
-    for index, field in enumerate(fields):
-        col = field.get_col(model._meta.db_table)
-        converters = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-        if converters:
-            converting.append((index, col, converters))
+    converting = [
+        (index, _converter(col, connection))
+        for index, col in enumerate(f.get_col(model._meta.db_table) for f in fields)
+        if _has_converters(col, connection)
+    ]
 
     def read(using: str, row: tuple[Any, ...]) -> M:
         values = list(row)
-        for index, col, converters in converting:
-            value = values[index]
-            for convert in converters:
-                value = convert(value, col, connection)
-            values[index] = value
+        for index, convert in converting:
+            values[index] = convert(values[index])
         return model.from_db(using, attnames, values)
 
     return read
@@ -591,11 +599,19 @@ class DatabaseClock(Func):
         return clock, ()
 
 
+def _converters(expression: Any, connection: Any) -> list[Any]:
+    return list(
+        connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
+    )
+
+
+def _has_converters(expression: Any, connection: Any) -> bool:
+    return bool(_converters(expression, connection))
+
+
 def _converter(expression: Any, connection: Any) -> Callable[[Any], Any]:
     """Turns a value returned for ``expression`` into what the ORM would have read."""
-    converters = connection.ops.get_db_converters(expression) + expression.get_db_converters(
-        connection
-    )
+    converters = _converters(expression, connection)
 
     def convert(value: Any) -> Any:
         for converter in converters:
@@ -648,30 +664,23 @@ def update_stamped(
         )
         if statement is not None:
             sql, fields, convert = statement
-            params = _prepare(fields, changes, connection)
-            params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
-            params.extend(statuses)
+            params = _update_params(model, connection, fields, changes, obj.pk, statuses)
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 row = cursor.fetchone()
             if row is None:
                 return None
             stamped = convert(row[0])
-    if stamped is None:
+            for name, value in changes.items():
+                setattr(obj, name, value)
+    if stamped is None:  # the ORM's guarded UPDATE, then the stamp read back
         clock = DatabaseClock() if clock_sql(connection) else timezone.now()
-        rows = model._base_manager.using(using).filter(pk=obj.pk)
-        if statuses is not None:
-            rows = rows.filter(status__in=statuses)
-        if where is not None:
-            rows = rows.filter(where)
-        if rows.update(**changes, **{stamp: clock}) != 1:
+        changes = {**changes, stamp: clock}
+        if not guarded_update(obj, changes, status_in=statuses, where=where):
             return None
         stamped = clock
         if isinstance(clock, DatabaseClock):
             stamped = model._base_manager.using(using).values_list(stamp, flat=True).get(pk=obj.pk)
-    for name, value in changes.items():
-        if not hasattr(value, "resolve_expression"):
-            setattr(obj, name, value)
     setattr(obj, stamp, stamped)
     return cast(datetime, stamped)
 
@@ -713,9 +722,7 @@ def update_stamped_and_count(
     sql, fields, convert = _once(
         connection, ("stamped_member", model, names, len(statuses), stamp, counter), build
     )
-    params = _prepare(fields, changes, connection)
-    params.append(model._meta.pk.get_db_prep_value(obj.pk, connection))
-    params.extend(statuses)
+    params = _update_params(model, connection, fields, changes, obj.pk, statuses)
     params.extend(_member_end_params(batch_model, connection, batch_pk, final, now))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import bisect
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import OperationalError, connections, models, transaction
 from django.utils.translation import gettext_lazy as _
 
@@ -239,6 +240,24 @@ def _first_end(using: str, until: datetime, start: datetime | None = None) -> da
         if found is not None and found[0] is not None:
             firsts.append(found[0])
     return min(firsts, default=None)
+
+
+def count_ends_through(moment: datetime, using: str = "default", passes: int = 5) -> datetime:
+    """Count passes (at most ``passes``) until the ends before ``moment`` are counted
+    (on PostgreSQL a pass counts up to the last one's mark); how far the counts go
+    then (``EARLIEST`` if nothing is counted yet)."""
+    counted = None
+    for _pass in range(passes):
+        count_ends(using)
+        counted = counted_before(using)
+        if counted is not None and counted >= moment:
+            break
+    return counted or earliest()
+
+
+def earliest() -> datetime:
+    """A time before any job's end: where counts start when nothing is counted yet."""
+    return datetime(1, 1, 2, tzinfo=UTC if settings.USE_TZ else None)
 
 
 def counted_before(using: str = "default") -> datetime | None:
